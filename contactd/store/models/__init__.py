@@ -1,0 +1,9 @@
+"""All tables. Each feature owns one module; importing this package registers them all on `Base.metadata`."""
+
+from .accounts import ROLES, Extension, User
+from .base import Base, UTCDateTime, utcnow
+from .calls import DIRECTIONS, DISPOSITIONS, Call
+from .customers import Customer
+
+__all__ = ["Base", "UTCDateTime", "utcnow", "ROLES", "Extension", "User", "Call", "DIRECTIONS", "DISPOSITIONS",
+           "Customer"]
