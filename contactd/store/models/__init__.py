@@ -4,6 +4,7 @@ from .accounts import ROLES, Extension, User
 from .base import Base, UTCDateTime, utcnow
 from .calls import DIRECTIONS, DISPOSITIONS, Call
 from .customers import Customer
+from .tickets import ConsultationType, Ticket, TicketEntry, TicketHistory
 
 __all__ = ["Base", "UTCDateTime", "utcnow", "ROLES", "Extension", "User", "Call", "DIRECTIONS", "DISPOSITIONS",
-           "Customer"]
+           "Customer", "ConsultationType", "Ticket", "TicketEntry", "TicketHistory"]
