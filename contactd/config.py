@@ -108,6 +108,22 @@ class IncidentsConfig:
 
 
 @dataclass
+class SmsConfig:
+    sender: str = ""  # the shop's registered sender number (발신번호)
+    driver: str = "outbox"  # outbox (records + spool file, for demos) | http
+    spool_dir: str = "var/sms-outbox"
+    http_url: str = ""
+    http_auth_header: str = "Authorization"
+    http_token: str = dataclasses.field(default="", repr=False)
+    http_timeout: float = 10.0
+    http_retries: int = 3
+    report_token: str = dataclasses.field(default="", repr=False)  # shared secret for delivery-report callbacks
+    quiet_hours: str = "21:00-08:00"  # automatic messages wait until it ends; "" = none
+    max_image_kb: int = 300
+    history_days: int = 366
+
+
+@dataclass
 class Config:
     ami: AMIConfig = field(default_factory=AMIConfig)
     agi: AGIConfig = field(default_factory=AGIConfig)
@@ -119,6 +135,7 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     hours: HoursConfig = field(default_factory=HoursConfig)
     incidents: IncidentsConfig = field(default_factory=IncidentsConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
 
     @property
     def uses_simulator(self) -> bool:
@@ -220,6 +237,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("db.url: must not be empty")
     if config.bus.redis_url and not config.bus.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"bus.redis_url: must start with redis:// or rediss://, got {config.bus.redis_url!r}")
+    if config.sms.driver not in ("outbox", "http"):
+        raise ConfigError(f"sms.driver: must be 'outbox' or 'http', got {config.sms.driver!r}")
+    if config.sms.driver == "http" and not config.sms.http_url:
+        raise ConfigError("sms.http_url: required when sms.driver is 'http'")
     if config.web.language not in ("ko", "en"):
         raise ConfigError(f"web.language: must be 'ko' or 'en', got {config.web.language!r}")
 
@@ -230,7 +251,7 @@ def public_view(config: Config) -> dict[str, Any]:
     for section_field in dataclasses.fields(config):
         section = getattr(config, section_field.name)
         values = dataclasses.asdict(section)
-        for secret_key in ("secret", "session_key"):
+        for secret_key in ("secret", "session_key", "http_token", "report_token"):
             if values.get(secret_key):
                 values[secret_key] = "***"
         if values.get("redis_url") and "@" in values["redis_url"]:

@@ -4,7 +4,9 @@ from .accounts import ROLES, Extension, User
 from .base import Base, UTCDateTime, utcnow
 from .calls import DIRECTIONS, DISPOSITIONS, Call
 from .customers import Customer
+from .sms import SmsMessage, SmsRecipient, SmsTemplate, SmsTemplateFolder
 from .tickets import ConsultationType, Ticket, TicketEntry, TicketHistory
 
 __all__ = ["Base", "UTCDateTime", "utcnow", "ROLES", "Extension", "User", "Call", "DIRECTIONS", "DISPOSITIONS",
-           "Customer", "ConsultationType", "Ticket", "TicketEntry", "TicketHistory"]
+           "Customer", "ConsultationType", "Ticket", "TicketEntry", "TicketHistory",
+           "SmsMessage", "SmsRecipient", "SmsTemplate", "SmsTemplateFolder"]
