@@ -4,9 +4,12 @@ from .accounts import ROLES, Extension, User
 from .base import Base, UTCDateTime, utcnow
 from .calls import DIRECTIONS, DISPOSITIONS, Call
 from .customers import Customer
+from .orders import ORDER_STATUSES, Order, OrderLine, OrderSource, Product
+from .panel import AuditLog, LoginAttempt
 from .sms import SmsMessage, SmsRecipient, SmsTemplate, SmsTemplateFolder
 from .tickets import ConsultationType, Ticket, TicketEntry, TicketHistory
 
 __all__ = ["Base", "UTCDateTime", "utcnow", "ROLES", "Extension", "User", "Call", "DIRECTIONS", "DISPOSITIONS",
            "Customer", "ConsultationType", "Ticket", "TicketEntry", "TicketHistory",
-           "SmsMessage", "SmsRecipient", "SmsTemplate", "SmsTemplateFolder"]
+           "SmsMessage", "SmsRecipient", "SmsTemplate", "SmsTemplateFolder",
+           "ORDER_STATUSES", "Order", "OrderLine", "OrderSource", "Product"]
