@@ -43,7 +43,7 @@ async def run_import(path: Path, db_url: str) -> None:
 
     db = Database(db_url)
     await db.migrate()
-    data = path.read_bytes()
+    data = await asyncio.to_thread(path.read_bytes)
     started = time.perf_counter()
     report = await import_orders(db, data, sheet="주문", header_row=1, mapping=MAPPING)
     elapsed = time.perf_counter() - started
