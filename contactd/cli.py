@@ -37,7 +37,11 @@ async def _run(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await daemon.start()
+    try:
+        await daemon.start()
+    except BaseException:
+        await daemon.stop()  # release sockets and the database even when start-up fails half-way
+        raise
     log.info("contactd is running: panel http://%s:%d/  FastAGI %s:%d  %s", config.web.host, daemon.web_port,
              config.agi.host, daemon.agi_port,
              "PBX: built-in simulator (no [ami] host configured)" if config.uses_simulator

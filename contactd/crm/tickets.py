@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..bus import Bus
 from ..store.db import Database
 from ..store.models import Call, User, utcnow
+from ..store.models.callbacks import Callback
 from ..store.models.tickets import CHANNELS, OPEN_STATUSES, Ticket, TicketEntry, TicketHistory
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -314,14 +315,8 @@ class TicketService:
 
 
 async def _open_callbacks(session: AsyncSession) -> int:
-    """Open after-hours callbacks (the callbacks table belongs to the IVR feature; absent → 0)."""
-    from ..store import models
-
-    callback_model = getattr(models, "Callback", None)
-    if callback_model is None:
-        return 0
-    return await session.scalar(select(func.count()).select_from(callback_model)
-                                .where(callback_model.done.is_(False))) or 0
+    """Open after-hours callbacks: the shop's shared list, shown in every agent's inbox."""
+    return await session.scalar(select(func.count()).select_from(Callback).where(Callback.done.is_(False))) or 0
 
 
 __all__ = ["TicketService", "TicketError", "TicketNotFound", "TicketForbidden", "InboxCounts", "is_overdue"]

@@ -12,6 +12,7 @@ from contactd.crm.consultation_types import ConsultationTypeError, ConsultationT
 from contactd.crm.tickets import TicketError, TicketForbidden, TicketService, is_overdue
 from contactd.store.db import Database
 from contactd.store.models import Call, User
+from contactd.store.models.callbacks import Callback
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # 11:00 in Seoul
 
@@ -121,10 +122,13 @@ async def test_inbox_counts(any_db: Database, tickets: TicketService, people: di
         session.add(Call(linkedid="a", uniqueid="a", direction="in", agent_extension="1001", started_at=NOW))
         session.add(Call(linkedid="b", uniqueid="b", direction="in", agent_extension="1001",
                          started_at=NOW - timedelta(days=1)))
+        session.add(Callback(number="01012345678", caller_id="01012345678", captured_at=NOW))
+        session.add(Callback(number="0212345678", caller_id="", captured_at=NOW, done=True))
     kim_counts = await tickets.inbox_counts(kim)
     lee_counts = await tickets.inbox_counts(lee)
     assert (kim_counts.todays_calls, kim_counts.sent_transfers, kim_counts.my_open_tickets) == (1, 2, 1)
     assert (lee_counts.received_transfers, lee_counts.my_open_tickets, lee_counts.todays_calls) == (2, 2, 0)
+    assert kim_counts.callbacks == lee_counts.callbacks == 1  # the shop's open after-hours callbacks
 
 
 async def test_consultation_types(any_db: Database, tickets: TicketService, people: dict[str, User]) -> None:

@@ -1,0 +1,190 @@
+"""Wiring: the one place that builds every service from the config and starts them in order.
+
+Order matters: database (migrated) → bus → simulator (when no PBX is configured) → AMI client, PBX actions and the
+call tracker → feature services → FastAGI server → web panel → AMI link. Stopping runs it backwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+
+from .bus import make_bus
+from .config import Config
+from .services import Services
+from .store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        # The simulator rewrites [ami] to point at itself; keep the caller's object untouched.
+        self.config = copy.deepcopy(config)
+        self.services: Services | None = None
+        self.web_port = 0
+        self.agi_port = 0
+        self._runner: web.AppRunner | None = None
+        self._sim_server = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        config = self.config
+        db = Database(config.db.url)
+        await db.migrate()
+        bus = make_bus(config.bus.redis_url, queue_size=config.bus.queue_size)
+        await bus.start()
+        services = Services(config=config, db=db, bus=bus)
+        self.services = services
+        await asyncio.to_thread(Path(config.recordings.dir).mkdir, parents=True, exist_ok=True)
+
+        from .telephony.agi import AGIServer
+        from .telephony.ami import AMIClient
+        from .telephony.calls import CallTracker
+        from .telephony.pbx import PBX
+
+        if config.uses_simulator:
+            from .simulator.ami_server import SimulatedAMIServer
+
+            secret = secrets.token_urlsafe(16)
+            self._sim_server = SimulatedAMIServer(username=config.ami.username, secret=secret, port=0)
+            await self._sim_server.start()
+            config.ami.host, config.ami.port, config.ami.secret = "127.0.0.1", self._sim_server.port, secret
+
+        ami = AMIClient(config.ami.host, config.ami.port, config.ami.username, config.ami.secret,
+                        auth=config.ami.auth, ping_interval=config.ami.ping_interval,
+                        action_timeout=config.ami.action_timeout,
+                        reconnect_max_delay=config.ami.reconnect_max_delay)
+        services.ami = ami
+        services.pbx = PBX(ami, config.pbx)
+        services.tracker = CallTracker(ami, bus, db, config.pbx)
+        await _maybe_await(getattr(services.tracker, "start", None))
+
+        self._build_features(services)
+        await self._start_features(services)
+
+        agi = AGIServer(config.agi.host, config.agi.port, header_timeout=config.agi.header_timeout,
+                        idle_timeout=config.agi.idle_timeout)
+        from .ivr.inbound import InboundFlow
+
+        agi.route("inbound", InboundFlow(services))
+        await agi.start()
+        services.agi = agi
+        self.agi_port = agi.port
+
+        if self._sim_server is not None:
+            from .simulator.pbx import SimulatedPBX
+
+            services.simulator = SimulatedPBX(self._sim_server, agi_host=config.agi.host, agi_port=agi.port,
+                                              recordings_dir=Path(config.recordings.dir), config=config.pbx)
+            await _maybe_await(getattr(services.simulator, "start", None))
+
+        from .panel.app import create_panel_app
+
+        self._runner = web.AppRunner(create_panel_app(services), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, config.web.host, config.web.port)
+        await site.start()
+        self.web_port = self._runner.addresses[0][1]
+
+        await ami.start()
+        if self._sim_server is not None:
+            with contextlib.suppress(Exception):
+                await ami.wait_connected(5)
+            if config.simulator.call_interval > 0:
+                from .simulator.demo import run_demo_calls
+
+                self._spawn(run_demo_calls(services.simulator, interval=config.simulator.call_interval,
+                                           stop=self._stop))
+
+    def _build_features(self, services: Services) -> None:
+        from .crm.blacklist import BlacklistService
+        from .crm.business_hours import BusinessHours
+        from .crm.call_control import CallControlService
+        from .crm.callbacks import CallbackService
+        from .crm.harassment import HarassmentService
+        from .crm.recordings import RecordingService
+
+        config = services.config
+        services.blacklist = BlacklistService(services.db, services.pbx, config.pbx)
+        # AstDB is Asterisk's copy of the blacklist: re-push it on every (re)connect so blocking works offline.
+        services.ami.add_connect_listener(services.blacklist.resync_astdb)
+        services.hours = BusinessHours(services.db, config.hours)
+        services.callbacks = CallbackService(services.db, services.bus)
+        services.recordings = RecordingService(services)
+        services.harassment = HarassmentService(services)
+        services.call_control = CallControlService(services)
+
+    async def _start_features(self, services: Services) -> None:
+        await services.recordings.start()
+        await _maybe_await(services.harassment.start)
+        if services.config.recordings.retention_days > 0:
+            self._spawn(self._retention_loop(services))
+
+    async def _retention_loop(self, services: Services, every: float = 6 * 3600) -> None:
+        while not self._stop.is_set():
+            try:
+                report = await services.recordings.apply_retention()
+                log.info("recording retention: %s", report)
+            except Exception:
+                log.exception("recording retention failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every)
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        services = self.services
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if services is None:
+            return
+        for name in ("agi", "simulator", "harassment", "recordings", "tracker"):
+            await _stop_quietly(getattr(services, name))
+        if services.ami is not None:
+            await _stop_quietly(services.ami, "close")
+        if self._sim_server is not None:
+            await _stop_quietly(self._sim_server)
+        await services.bus.close()
+        await services.db.close()
+
+
+async def _maybe_await(fn) -> None:  # type: ignore[no-untyped-def]
+    if fn is None:
+        return
+    result = fn() if callable(fn) else fn
+    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        await result
+
+
+async def _stop_quietly(obj, method: str = "stop") -> None:  # type: ignore[no-untyped-def]
+    if obj is None:
+        return
+    fn = getattr(obj, method, None)
+    if fn is None:
+        return
+    try:
+        await _maybe_await(fn)
+    except Exception:
+        log.exception("error while stopping %s", type(obj).__name__)
