@@ -121,12 +121,19 @@ class Daemon:
         services.recordings = RecordingService(services)
         services.harassment = HarassmentService(services)
         services.call_control = CallControlService(services)
+        from .crm.sms import SmsService, SmsTemplateService
+        from .crm.sms_gateways import make_gateway
+
+        services.extra["sms"] = SmsService(services.db, make_gateway(config.sms), config.sms, bus=services.bus)
+        services.extra["sms_templates"] = SmsTemplateService(services.db)
 
     async def _start_features(self, services: Services) -> None:
         await services.recordings.start()
         await _maybe_await(services.harassment.start)
         if services.config.recordings.retention_days > 0:
             self._spawn(self._retention_loop(services))
+        # Messages are persisted first: this loop also sends those scheduled before a restart.
+        self._spawn(services.extra["sms"].run(self._stop))
 
     async def _retention_loop(self, services: Services, every: float = 6 * 3600) -> None:
         while not self._stop.is_set():
@@ -166,6 +173,8 @@ class Daemon:
             await _stop_quietly(services.ami, "close")
         if self._sim_server is not None:
             await _stop_quietly(self._sim_server)
+        if "sms" in services.extra:
+            await _stop_quietly(services.extra["sms"].gateway, "close")
         await services.bus.close()
         await services.db.close()
 

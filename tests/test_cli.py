@@ -51,3 +51,37 @@ async def test_account_service_hashes_with_scrypt(db: Database, role: str) -> No
     assert await accounts.authenticate("user1", "pass-word-1") is not None
     assert await accounts.authenticate("user1", "wrong") is None
     assert await accounts.authenticate("nobody", "pass-word-1") is None
+
+
+def test_run_starts_on_embedded_defaults_and_stops_cleanly(tmp_path: Path) -> None:
+    """What `make run` does for a newcomer: no config file, the simulator, a demo call every few seconds."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "CONTACTD_DB__URL": f"sqlite:///{tmp_path}/run.sqlite3", "CONTACTD_WEB__PORT": str(port),
+           "CONTACTD_AGI__PORT": "0", "CONTACTD_SIMULATOR__CALL_INTERVAL": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "contactd.cli", "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and health is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    health = json.load(response)
+            except OSError:
+                time.sleep(0.2)
+        assert health is not None and health["ami"]["connected"], "contactd run did not come up"
+        time.sleep(3)  # long enough for demo calls to be placed
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "simulator" in output and "Traceback" not in output
+    assert "secret" not in output.lower().replace("secret)", "")
