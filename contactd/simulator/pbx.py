@@ -181,10 +181,11 @@ class SimulatedPBX:
         self._local_seq = 0
         for name in {self.config.queue, self.config.vip_queue}:
             self.queues[name] = Queue(name)
-        support = self.queues[self.config.queue]
-        for ext in self.agents:
-            iface = self._member_interface(ext)
-            support.members[iface] = Member(iface, f"Agent {ext}", iface)
+        # Like the shipped queues.conf: every agent is a static member of both queues.
+        for queue in self.queues.values():
+            for ext in self.agents:
+                iface = self._member_interface(ext)
+                queue.members[iface] = Member(iface, f"Agent {ext}", iface)
         self._register()
 
     # ------------------------------------------------------------------------------------- public API
@@ -420,8 +421,11 @@ class SimulatedPBX:
                 # No command and no hang-up: the FastAGI server was unreachable or dropped us at once.
                 failed = not call.transcript.commands and not call.transcript.hung_up
                 self._var(call, ch, "AGISTATUS", "FAILURE" if failed else "SUCCESS")
-                if failed and ch.alive and call.redirect is None:
-                    # The shipped dialplan's fail-safe: no IVR, straight to the agents' queue.
+                # Asterisk says SUCCESS also when contactd's socket closed mid-script; the shipped dialplan's
+                # fail-safe therefore looks at the flag the IVR sets when it has finished with the call.
+                finished = call.transcript.variables.get("CONTACTD_IVR_DONE") == "1"
+                if not finished and not call.transcript.hung_up and ch.alive and call.redirect is None:
+                    # The fail-safe: the IVR did not finish, so straight to the agents' queue.
                     ch.priority = 5
                     self._exten(call, ch, "Queue", f"{self.config.queue},,,,300")
                     await self._queue(call, opts, self.config.queue, f"{self.config.queue},,,,300")
@@ -610,8 +614,9 @@ class SimulatedPBX:
             self._hangup_channel(call, ch, cause)
         if leg.member is not None:
             leg.member.status = 1
-            q = self.queues.get(self.config.queue)
-            if q is not None and leg.member.interface in q.members:
+            # Members are per queue (support and support-vip each have their own): report in the one rung.
+            q = next((q for q in self.queues.values() if q.members.get(leg.member.interface) is leg.member), None)
+            if q is not None:
                 self._emit(call, sc.member_event("QueueMemberStatus", q, leg.member))
 
     def _answer_leg(self, call: SimCall, leg: _Leg) -> None:
