@@ -20,15 +20,20 @@ from . import (
     business_hours,
     call_history,
     calls_api,
+    consultations,
     customers,
     desk,
     health,
     inbox,
     keys,
     openapi,
+    order_import,
+    orders,
     phonebook,
+    products,
     screenpop,
     sms,
+    stats,
     tickets,
 )
 from .i18n import Catalogues
@@ -39,7 +44,8 @@ from .tabs import default_tabs
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 FEATURE_MODULES = (auth, health, openapi, desk, screenpop, customers, calls_api, admin_users,
-                   tickets, inbox, call_history, blacklist, phonebook, business_hours, sms)
+                   tickets, inbox, call_history, blacklist, phonebook, business_hours, sms,
+                   orders, products, order_import, consultations, stats)
 MAX_BODY = 20 * 1024 * 1024  # Excel uploads
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -66,7 +72,8 @@ def create_panel_app(services: Services, *, web_dir: Path | None = None,
     hub = ScreenPop(services.bus, app[keys.CUSTOMERS], app[keys.CATALOGUES])
     default_sections(hub, services.db)
     app[keys.SCREENPOP] = hub
-    for module in (tickets, inbox, call_history, phonebook, sms):  # their services, tabs and hubs
+    for module in (tickets, inbox, call_history, phonebook, sms,  # their services, tabs and hubs
+                   orders, order_import, consultations, stats):
         module.setup(app)
 
     registry: list[Any] = []
@@ -85,7 +92,12 @@ def create_panel_app(services: Services, *, web_dir: Path | None = None,
                  NavItem("blacklist.nav", "/admin/blacklist", role="supervisor", order=80),
                  NavItem("tickets.nav.types", "/admin/consultation-types", role="supervisor", order=81),
                  NavItem("hours.nav", "/admin/hours", role="admin", order=93),
-                 NavItem("sms.nav", "/sms/compose", order=50)):
+                 NavItem("sms.nav", "/sms/compose", order=50),
+                 NavItem("orders.nav", "/orders", order=25),
+                 NavItem("orders.import.nav", "/orders/import", role="supervisor", order=31),
+                 NavItem("products.nav", "/products", role="supervisor", order=32),
+                 NavItem("consultations.nav", "/consultations", order=42),
+                 NavItem("stats.nav", "/stats/daily", role="supervisor", order=60)):
         renderer.add_nav(item)
 
     async def start_hub(_: web.Application) -> None:

@@ -77,7 +77,7 @@ async def test_harassment_then_history_with_recording(daemon: Any, browser: Any)
     await asyncio.wait_for(sim_call.done, 20)
     await kim.goto(base(daemon) + "/history")
     for _ in range(50):  # the CDR row and the recording are written when the call has ended
-        row = kim.locator('#call-history tr[data-linkedid="%s"]' % sim_call.linkedid)
+        row = kim.locator(f'#call-history tr[data-linkedid="{sim_call.linkedid}"]')
         if await row.count() and await row.locator("audio").count():
             break
         await asyncio.sleep(0.2)
