@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
+
+from trace_reader import TRACES_DIR  # noqa: E402
 
 from contactd.simulator.agi_caller import AGICallTranscript, CallerBehaviour, place_agi_call
 
-TRACES = Path("/work/shared/asterisk-traces")
+TRACES = TRACES_DIR
 T = 5.0
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
 

@@ -7,10 +7,10 @@ import ast
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from trace_reader import TRACES_DIR  # noqa: E402
 
 from contactd.simulator.agi_caller import CallerBehaviour, place_agi_call
 from contactd.telephony.agi import (
@@ -26,7 +26,7 @@ from contactd.telephony.agi import (
     parse_reply_line,
 )
 
-TRACES = Path("/work/shared/asterisk-traces")
+TRACES = TRACES_DIR
 T = 5.0  # upper bound for anything that should take milliseconds
 
 

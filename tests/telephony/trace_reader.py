@@ -19,7 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-TRACES_DIR = Path(os.environ.get("CONTACTD_TRACES_DIR", "/work/shared/asterisk-traces"))
+# The repository is checked out with shared/ beside it (../shared/asterisk-traces); CONTACTD_TRACES_DIR overrides.
+TRACES_DIR = Path(os.environ.get("CONTACTD_TRACES_DIR")
+                  or Path(__file__).resolve().parents[3] / "shared" / "asterisk-traces")
 
 _CONN_NOTE = re.compile(r"^# t=\+[\d.]+s \[([^\]\s]+)\]")
 _ESCAPE = re.compile(rb"\\(\\|r|n|t|x[0-9a-fA-F]{2})")
