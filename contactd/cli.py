@@ -93,7 +93,7 @@ def _prompts(config: Config, args: argparse.Namespace) -> None:
     else:
         src = Path(args.src) if args.src else prompts.BUILD_DIR
         installed = prompts.install_prompts(src, Path(args.dir))
-        print(f"{len(installed)} prompts installed into {Path(args.dir) / 'contactd'}")
+        print(f"{len(installed)} files installed under {Path(args.dir)} (contactd/<id>.wav and ko/digits/<n>.wav)")
 
 
 async def _recordings(config: Config, args: argparse.Namespace) -> int:

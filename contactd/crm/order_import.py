@@ -8,7 +8,9 @@ Order sources grow only here (seed 003 §23-8).
 
 from __future__ import annotations
 
+import asyncio
 import io
+import itertools
 import re
 import zipfile
 from collections.abc import Iterator
@@ -200,21 +202,26 @@ async def import_orders(db: Database, data: bytes, *, sheet: str, header_row: in
             chunk: list[tuple[int, dict[str, Any]]] = []
 
             async def flush() -> None:
-                await _write_chunk(session, chunk, sources, created_orders, report)
+                if chunk:
+                    await _write_chunk(session, chunk, sources, created_orders, report)
                 chunk.clear()
 
+            rows = _rows(ws, header_row, columns)
             try:
-                for row_number, raw in _rows(ws, header_row, columns):
-                    report.rows_read += 1
-                    try:
-                        chunk.append((row_number, _parse_row(raw)))
-                    except ValueError as exc:
-                        report.error_count += 1
-                        if len(report.errors) < MAX_ERRORS_KEPT:
-                            report.errors.append(RowError(row_number, "", str(exc)))
-                    if len(chunk) >= CHUNK:
-                        await flush()
-                if chunk:
+                while True:
+                    # openpyxl decompresses and parses synchronously: read each chunk in a worker thread so the
+                    # daemon (AMI reader, screen-pops) keeps running during a 100,000-row import.
+                    batch = await asyncio.to_thread(lambda: list(itertools.islice(rows, CHUNK)))
+                    if not batch:
+                        break
+                    for row_number, raw in batch:
+                        report.rows_read += 1
+                        try:
+                            chunk.append((row_number, _parse_row(raw)))
+                        except ValueError as exc:
+                            report.error_count += 1
+                            if len(report.errors) < MAX_ERRORS_KEPT:
+                                report.errors.append(RowError(row_number, "", str(exc)))
                     await flush()
             except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
                 # The transaction rolls back: a file broken half-way imports nothing.

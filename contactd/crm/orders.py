@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.orm import selectinload  # noqa: F401  (kept for callers that eager-load lines)
+from sqlalchemy.orm import undefer
 
 from ..store.db import Database
 from ..store.models import ORDER_STATUSES, Order, OrderLine, OrderSource, Product, User, utcnow
@@ -253,14 +253,20 @@ class ProductService:
             clash = await session.scalar(select(Product.id).where(Product.code == code.strip()))
             if clash is not None and clash != product_id:
                 raise OrderError(f"상품코드 {code}가 이미 있습니다 (duplicate code)")
-            product = await session.get(Product, product_id) if product_id else Product(code=code, name=name)
+            product = (await session.get(Product, product_id, options=[undefer(Product.image)]) if product_id
+                       else Product(code=code, name=name))
             if product is None:
                 raise OrderError("상품이 없습니다 (no such product)")
             product.code, product.name = code.strip(), name.strip()
             if image is not None:
-                product.image, product.image_type = image, image_type
+                product.image, product.image_type = image, image_type or "application/octet-stream"
             session.add(product)
         return product
+
+    async def get(self, product_id: int) -> Product | None:
+        """One product with its image loaded (lists leave the image out)."""
+        async with self.db.session() as session:
+            return await session.get(Product, product_id, options=[undefer(Product.image)])
 
     async def delete(self, product_id: int) -> None:
         async with self.db.transaction() as session:

@@ -5,6 +5,10 @@ logs where (the `stage`) and stops. Nothing is half-saved: a callback row is wri
 caller confirmed the number. Lookups that fail (database trouble) never strand a caller: an unknown blacklist
 or business-hours state sends the call to the agents, as the dialplan's own fail-safe would.
 
+Hand-off to the dialplan: CONTACTD_IVR_DONE=1 is set right before the call is queued or deliberately ended
+(blocked, callback saved, goodbye); the shipped dialplan queues every caller whose AGI() returned without it, so a
+contactd crash mid-IVR never drops a caller. The channel language is set to ko first so SAY DIGITS speaks Korean.
+
 Prompt ids used (see ivr/prompts.py): blocked, greeting, menu, invalid, connecting, vip-connecting, after-hours,
 no-agents, callback-ask, callback-invalid, callback-readback, callback-confirm, callback-saved, goodbye.
 """
@@ -24,6 +28,7 @@ from ..crm.customers import CustomerService
 from ..crm.phone import normalize_or_none
 from ..services import Services
 from ..telephony.agi import AGISession
+from .prompts import LANGUAGE
 from .session import QUEUE_NO_AGENT, CallerHungUp, CallSession, Entry
 
 log = logging.getLogger(__name__)
@@ -126,6 +131,8 @@ class InboundFlow:
         session = call.session
         call.stage = "answer"
         await session.answer()
+        # Korean digits for SAY DIGITS (installed as <sounds>/ko/digits/); our own prompts play in any language.
+        await session.set_language(LANGUAGE)
         call.stage = "lookup"
         call.customer = await self._find_customer(session.caller_number)
         if await self._is_blocked(session):
@@ -141,6 +148,8 @@ class InboundFlow:
     async def _reject(self, call: _Call) -> None:
         session = call.session
         call.stage = "blocked"
+        # Before the prompt: if contactd died during it, the dialplan must not queue a blacklisted caller.
+        await session.mark_done()
         try:
             await self.blacklist.log_attempt(session.caller_number, session.uniqueid, at=self.clock())
         except Exception:
@@ -163,11 +172,13 @@ class InboundFlow:
         vip = call.customer is not None and call.customer.vip
         await session.play("vip-connecting" if vip else "connecting")
         call.stage = "queue"
+        await session.mark_done()
         status = await session.queue(config.vip_queue if vip else config.queue, timeout_s=self.queue_timeout_s)
         if status in QUEUE_NO_AGENT:
             # Nobody could take the call: rather than dropping it, offer to leave a number as after hours.
             log.info("inbound %s: queue ended with %s; offering a callback", session.uniqueid, status)
             call.stage = "no-agents"
+            await session.mark_done(False)  # the IVR has the caller again: a crash from here on re-queues
             await session.play("no-agents")
             await self._capture_callback(call)
             return
@@ -200,12 +211,14 @@ class InboundFlow:
             call.stage = "callback-save"
             await self._save_callback(call, number)
             call.stage = "callback-saved"
+            await session.mark_done()
             await session.play("callback-saved")
             await session.play("goodbye")
             await session.hangup()
             return
         call.stage = "goodbye"
         call.outcome = "no callback left"
+        await session.mark_done()
         await session.play("goodbye")
         await session.hangup()
 

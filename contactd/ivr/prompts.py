@@ -25,6 +25,10 @@ LANGUAGE = "ko"
 BUILD_DIR = PROMPTS_DIR / "build" / LANGUAGE
 CUSTOM_DIR = PROMPTS_DIR / "custom" / LANGUAGE
 SOUND_SUBDIR = "contactd"  # sounds/contactd/<id>.wav, played as "contactd/<id>"
+# SAY DIGITS plays "digits/<d>" in the channel language (the IVR sets it to ko): sounds/ko/digits/<d>.wav.
+# Asterisk ships no Korean digits, so our digit-<d> prompts are installed there as well.
+DIGITS_SUBDIR = f"{LANGUAGE}/digits"
+_DIGIT_PROMPT_RE = re.compile(r"^digit-([0-9])\.wav$")
 
 # The ids the IVR and the shipped dialplan play; a manifest without one of them would fail mid-call.
 REQUIRED_PROMPTS: tuple[str, ...] = (
@@ -133,7 +137,8 @@ def build_prompts(manifest: dict[str, Prompt], out_dir: Path, *, custom_dir: Pat
 
 
 def install_prompts(src_dir: Path, sounds_dir: Path) -> list[Path]:
-    """Copy src_dir/*.wav to sounds_dir/contactd/ (e.g. /var/lib/asterisk/sounds/contactd/greeting.wav)."""
+    """Copy src_dir/*.wav to sounds_dir/contactd/ (e.g. /var/lib/asterisk/sounds/contactd/greeting.wav), and
+    digit-<d>.wav also to sounds_dir/ko/digits/<d>.wav, where SAY DIGITS on a Korean channel looks."""
     src_dir, sounds_dir = Path(src_dir), Path(sounds_dir)
     sources = sorted(p for p in src_dir.glob("*.wav") if not p.name.startswith(".")) if src_dir.is_dir() else []
     if not sources:
@@ -144,13 +149,23 @@ def install_prompts(src_dir: Path, sounds_dir: Path) -> list[Path]:
     dest_dir.mkdir(exist_ok=True)
     installed: list[Path] = []
     for source in sources:
-        target = dest_dir / source.name
-        partial = dest_dir / f".{source.name}.part"
-        shutil.copyfile(source, partial)
-        os.chmod(partial, 0o644)  # Asterisk usually runs as its own user and must be able to read it
-        os.replace(partial, target)
-        installed.append(target)
+        installed.append(_install_file(source, dest_dir / source.name))
+    digits = [(m.group(1), source) for source in sources if (m := _DIGIT_PROMPT_RE.match(source.name))]
+    if digits:
+        digits_dir = sounds_dir / DIGITS_SUBDIR
+        digits_dir.mkdir(parents=True, exist_ok=True)
+        for digit, source in digits:
+            installed.append(_install_file(source, digits_dir / f"{digit}.wav"))
     return installed
+
+
+def _install_file(source: Path, target: Path) -> Path:
+    # Copied next to the target and renamed over it: Asterisk never plays half a file.
+    partial = target.with_name(f".{target.name}.part")
+    shutil.copyfile(source, partial)
+    os.chmod(partial, 0o644)  # Asterisk usually runs as its own user and must be able to read it
+    os.replace(partial, target)
+    return target
 
 
 def _check_audible(path: Path, prompt_id: str) -> None:
@@ -207,6 +222,6 @@ def _run(argv: list[str], what: str) -> None:
 
 
 __all__ = [
-    "BUILD_DIR", "CUSTOM_DIR", "PROMPTS_DIR", "REQUIRED_PROMPTS", "Prompt", "PromptError",
+    "BUILD_DIR", "CUSTOM_DIR", "DIGITS_SUBDIR", "LANGUAGE", "PROMPTS_DIR", "REQUIRED_PROMPTS", "Prompt", "PromptError",
     "build_prompts", "install_prompts", "load_manifest", "sound_name",
 ]

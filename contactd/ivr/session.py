@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 _ANONYMOUS = {"", "unknown", "anonymous", "restricted", "private", "unavailable"}
 _KEY_RE = re.compile(r"[A-Za-z0-9_]{1,40}")
 _DIGITS_RE = re.compile(r"[0-9*#]{1,40}")
+_LANGUAGE_RE = re.compile(r"[a-z]{2,3}(_[A-Za-z]{2,4})?")
+IVR_DONE_KEY = "IVR_DONE"  # channel variable CONTACTD_IVR_DONE, read by the shipped dialplan after AGI()
 QUEUE_NO_AGENT = frozenset({"TIMEOUT", "FULL", "JOINEMPTY", "LEAVEEMPTY", "JOINUNAVAIL", "LEAVEUNAVAIL"})
 
 
@@ -124,9 +126,24 @@ class CallSession:
             raise ValueError(f"call data key must be letters, digits or _: {key!r}")
         await self.agi.set_variable(f"CONTACTD_{key.upper()}", str(value))
 
+    async def set_language(self, language: str) -> None:
+        """Set the channel language: SAY DIGITS and other built-in sounds come from <sounds>/<language>/."""
+        if not _LANGUAGE_RE.fullmatch(language):
+            raise ValueError(f"not a language code: {language!r}")
+        await self.agi.set_variable("CHANNEL(language)", language)
+
+    async def mark_done(self, done: bool = True) -> None:
+        """Tell the dialplan whether the IVR has finished with the call (CONTACTD_IVR_DONE).
+
+        Asterisk reports AGISTATUS=SUCCESS even when contactd's socket closes mid-script, so the dialplan cannot
+        tell a finished IVR from a dead one by that; it queues every caller whose IVR did not set this flag.
+        Set it right before queueing or deliberately ending the call; clear it when the IVR takes the call back.
+        """
+        await self.set_call_data(IVR_DONE_KEY, "1" if done else "0")
+
     async def hangup(self) -> None:
         """Hang up; no-op when the caller already did."""
         await self.agi.hangup()
 
 
-__all__ = ["CallSession", "CallerHungUp", "Entry", "QUEUE_NO_AGENT", "sound_name"]
+__all__ = ["CallSession", "CallerHungUp", "Entry", "IVR_DONE_KEY", "QUEUE_NO_AGENT", "sound_name"]

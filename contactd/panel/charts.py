@@ -23,14 +23,13 @@ class Series:
 
 
 def _nice_max(value: float) -> int:
-    """A round axis maximum ≥ value (1, 2, 5 × 10^n) so the gridlines read as whole numbers."""
-    if value <= 0:
-        return 5
+    """An axis maximum ≥ value whose four gridline steps are round whole numbers (1, 2, 5 × 10^n each)."""
+    target = max(value, 1) / 4
     step = 1
     while True:
         for factor in (1, 2, 5):
-            if step * factor >= value:
-                return step * factor
+            if step * factor >= target:
+                return step * factor * 4
         step *= 10
 
 

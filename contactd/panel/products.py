@@ -27,12 +27,11 @@ def image_type(data: bytes) -> str | None:
 
 def product_json(product: Product) -> dict[str, Any]:
     return {"id": product.id, "code": product.code, "name": product.name,
-            "image_url": f"/products/{product.id}/image" if product.image else None}
+            "image_url": f"/products/{product.id}/image" if product.image_type else None}
 
 
 async def _find(request: web.Request, product_id: int) -> Product | None:
-    # ProductService has no get(id): its list is small (a shop's catalogue) and this keeps SQL in crm/.
-    return next((p for p in await request.app[keys.PRODUCTS].list() if p.id == product_id), None)
+    return await request.app[keys.PRODUCTS].get(product_id)
 
 
 async def _page(request: web.Request, *, error: str = "", status: int = 200, values: dict[str, Any] | None = None,

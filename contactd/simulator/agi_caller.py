@@ -111,6 +111,8 @@ class AGICallTranscript:
     closed_by: str = ""
     hung_up: bool = False
     duration: float = 0.0
+    # The channel's variables as the script left them (SET VARIABLE included): what the dialplan reads after AGI().
+    variables: dict[str, str] = field(default_factory=dict)
 
 
 ExecHandler = Callable[[str, str], Awaitable[str | None]]
@@ -298,7 +300,7 @@ async def place_agi_call(host: str, port: int, *, script: str = "inbound", calle
     seeded = {"CALLERID(num)": callerid, "CALLERID(name)": calleridname, "CHANNEL": channel,
               "UNIQUEID": uniqueid, "EXTEN": extension, "CONTEXT": "from-pstn"}
     seeded.update(variables or {})
-    transcript = AGICallTranscript()
+    transcript = AGICallTranscript(variables=seeded)
     sim = _SimChannel(behaviour, seeded, exec_handler, transcript)
     started = time.monotonic()
     writer: asyncio.StreamWriter | None = None

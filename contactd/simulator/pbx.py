@@ -181,11 +181,12 @@ class SimulatedPBX:
         self._local_seq = 0
         for name in {self.config.queue, self.config.vip_queue}:
             self.queues[name] = Queue(name)
-        # Like the shipped queues.conf: every agent is a static member of both queues.
+        # As contactd leaves them with the shipped queues.conf: every agent a dynamic member (QueueAdd, kept by
+        # persistentmembers) of both the support and the VIP queue, so QueueRemove (agent offline) works.
         for queue in self.queues.values():
             for ext in self.agents:
                 iface = self._member_interface(ext)
-                queue.members[iface] = Member(iface, f"Agent {ext}", iface)
+                queue.members[iface] = Member(iface, f"Agent {ext}", iface, membership="dynamic")
         self._register()
 
     # ------------------------------------------------------------------------------------- public API

@@ -247,3 +247,61 @@ async def test_broken_hours_check_still_reaches_agents(rig: IVRRig) -> None:
     rig.services.hours.is_open = broken  # type: ignore[method-assign]
     await rig.call(["1"])
     assert rig.execs == [("Queue", "support")]
+
+
+# ------------------------------------------------------------------------------------------- dialplan hand-off
+
+DONE = 'SET VARIABLE CONTACTD_IVR_DONE "1"'
+
+
+async def test_first_commands_answer_and_switch_the_channel_to_korean(rig: IVRRig) -> None:
+    # SAY DIGITS looks for digits/<d> in the channel language: ko is where `contactd prompts install` puts ours.
+    t = await rig.call(["1"])
+    assert t.commands[:3] == ["ANSWER", 'SET VARIABLE CHANNEL(language) "ko"', 'STREAM FILE contactd/greeting ""']
+    rig.now[0] = CLOSED_TIME
+    t = await rig.call(["#", "1"])
+    assert t.commands[1] == 'SET VARIABLE CHANNEL(language) "ko"'
+    assert t.commands.index('SET VARIABLE CHANNEL(language) "ko"') < \
+        next(i for i, c in enumerate(t.commands) if c.startswith("SAY DIGITS"))
+
+
+async def test_done_flag_is_set_right_before_the_queue(rig: IVRRig) -> None:
+    t = await rig.call(["1"])
+    queue = t.commands.index("EXEC Queue support")
+    assert t.commands[queue - 1] == DONE
+    assert t.commands.count(DONE) == 1
+
+
+@pytest.mark.parametrize("keys, closed, blocked", [
+    (["#", "1"], True, False),  # callback saved
+    (["", "", ""], True, False),  # no callback left: goodbye
+    (["1"], False, True),  # blacklisted
+])
+async def test_done_flag_is_set_before_the_ivr_ends_the_call(rig: IVRRig, keys: list[str], closed: bool,
+                                                             blocked: bool) -> None:
+    if closed:
+        rig.now[0] = CLOSED_TIME
+    if blocked:
+        await rig.services.blacklist.add("01012345678")
+    t = await rig.call(keys)
+    assert t.commands[-1] == "HANGUP"
+    done = t.commands.index(DONE)
+    # Set before the last prompt: if contactd died while it played, the dialplan must not queue the caller.
+    last_prompt = max(i for i, c in enumerate(t.commands) if c.startswith("STREAM FILE"))
+    assert done < last_prompt < len(t.commands) - 1
+    assert not any(c.startswith("EXEC Queue") for c in t.commands)
+
+
+async def test_done_flag_is_not_set_while_the_ivr_still_has_the_caller(rig: IVRRig) -> None:
+    # Hung up in the menu: the flag was never set (a crash there would have sent the caller to the queue).
+    t = await rig.call(["1"], hangup_during="GET DATA contactd/menu")
+    assert DONE not in t.commands
+    # The queue had no agents and the IVR takes the caller back for a callback: the flag is cleared until the
+    # callback is saved.
+    rig.queue_status = "JOINEMPTY"
+    t = await rig.call(["1", "#", "1"])
+    queue = t.commands.index("EXEC Queue support")
+    cleared = t.commands.index('SET VARIABLE CONTACTD_IVR_DONE "0"')
+    assert t.commands[queue - 1] == DONE and queue < cleared
+    assert cleared < t.commands.index("GET DATA contactd/callback-ask 8000 12")
+    assert t.commands.index(DONE, cleared) < t.commands.index('STREAM FILE contactd/callback-saved ""')

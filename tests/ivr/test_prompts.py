@@ -205,7 +205,7 @@ def test_install_copies_to_the_sound_name_asterisk_plays(built: dict[str, Path],
     sounds = tmp_path / "sounds"
     sounds.mkdir()
     installed = install_prompts(built["greeting"].parent, sounds)
-    assert len(installed) == len(built)
+    assert len(installed) == len(built) + 10  # digit-0..9 also go to ko/digits/
     # Playback(contactd/greeting) looks for <sounds>/contactd/greeting.wav
     target = sounds / f"{sound_name('greeting')}.wav"
     assert target in installed
@@ -213,7 +213,34 @@ def test_install_copies_to_the_sound_name_asterisk_plays(built: dict[str, Path],
     assert target.stat().st_mode & 0o444 == 0o444
     assert not [p for p in (sounds / "contactd").iterdir() if p.name.startswith(".")]
     # Re-installing over existing files works (an upgrade).
-    assert len(install_prompts(built["greeting"].parent, sounds)) == len(built)
+    assert len(install_prompts(built["greeting"].parent, sounds)) == len(built) + 10
+
+
+def test_install_puts_korean_digits_where_say_digits_looks(tmp_path: Path) -> None:
+    # SAY DIGITS on a channel with language ko plays <sounds>/ko/digits/<d>; Asterisk ships no Korean digits.
+    src = tmp_path / "build"
+    src.mkdir()
+    for name in ("greeting", *(f"digit-{d}" for d in range(10))):
+        _write_tone(src / f"{name}.wav", freq=300 + len(name), seconds=0.2, rate=8000, channels=1)
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    installed = install_prompts(src, sounds)
+    digits_dir = sounds / "ko" / "digits"
+    assert sorted(p.name for p in digits_dir.iterdir()) == [f"{d}.wav" for d in range(10)]
+    for d in range(10):
+        assert (digits_dir / f"{d}.wav").read_bytes() == (src / f"digit-{d}.wav").read_bytes()
+        assert (digits_dir / f"{d}.wav") in installed
+        assert (sounds / "contactd" / f"digit-{d}.wav") in installed  # still playable as contactd/digit-<d>
+    assert (sounds / "contactd" / "greeting.wav") in installed and len(installed) == 21
+    assert (digits_dir / "7.wav").stat().st_mode & 0o444 == 0o444
+    # Without digit prompts nothing is created under ko/.
+    other = tmp_path / "other-sounds"
+    other.mkdir()
+    only_greeting = tmp_path / "only-greeting"
+    only_greeting.mkdir()
+    (only_greeting / "greeting.wav").write_bytes((src / "greeting.wav").read_bytes())
+    assert install_prompts(only_greeting, other) == [other / "contactd" / "greeting.wav"]
+    assert not (other / "ko").exists()
 
 
 def test_install_errors(tmp_path: Path) -> None:

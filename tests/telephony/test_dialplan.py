@@ -13,6 +13,7 @@ import pytest
 
 from contactd.config import AGIConfig, AMIConfig, PBXConfig
 from contactd.ivr.prompts import PROMPTS_DIR, load_manifest
+from contactd.ivr.session import IVR_DONE_KEY
 from contactd.telephony.dialplan import (
     Dialplan,
     DialplanError,
@@ -137,29 +138,38 @@ def test_hold_and_pickup_targets(plan: Dialplan) -> None:
 INBOUND_DECISIONS = {"CALLERID(num)}\" = \"\"": False, "+82": False, "CONTACTD_AGI}\" = \"\"": False}
 
 
+# The GotoIf after AGI(): "${CONTACTD_IVR_DONE}" != "1" is True when the IVR did NOT set its done flag.
+IVR_NOT_DONE = "CONTACTD_IVR_DONE"
+
+
 @pytest.mark.parametrize("dialled", ["0212345678", "15881234", "+82212345678", "s"])
 def test_inbound_runs_the_contactd_ivr(plan: Dialplan, dialled: str) -> None:
     ran = _walk(plan, "contactd-inbound", dialled,
-                {**INBOUND_DECISIONS, "DB_EXISTS": False, "AGISTATUS": False})
+                {**INBOUND_DECISIONS, "DB_EXISTS": False, IVR_NOT_DONE: False})
     assert "Answer()" in ran
     assert "AGI(agi://${CONTACTD_AGI}/inbound)" in ran
-    # The IVR queued / hung up already: the dialplan only hangs up, no second queue entry.
+    # The IVR set CONTACTD_IVR_DONE=1 (queued / ended the call): the dialplan only hangs up, no second queue entry.
     assert ran[-1] == "Hangup()"
     assert not any(app.startswith("Queue(") for app in ran)
     if dialled != "s":  # the dialled number is kept for the IVR
         assert "Set(__CONTACTD_DID=${EXTEN})" in ran
 
 
-def test_inbound_queues_the_caller_when_contactd_is_unreachable(plan: Dialplan) -> None:
+def test_inbound_queues_the_caller_when_the_ivr_did_not_finish(plan: Dialplan) -> None:
+    # AGI() returned without CONTACTD_IVR_DONE=1: contactd was unreachable (AGISTATUS=FAILURE) or its socket
+    # closed mid-script (Asterisk says SUCCESS then). Either way the caller goes to the agents.
     ran = _walk(plan, "contactd-inbound", "0212345678",
-                {**INBOUND_DECISIONS, "DB_EXISTS": False, "AGISTATUS": True})
+                {**INBOUND_DECISIONS, "DB_EXISTS": False, IVR_NOT_DONE: True})
     agi = ran.index("AGI(agi://${CONTACTD_AGI}/inbound)")
     queue = next(i for i, app in enumerate(ran) if app.startswith("Queue("))
     assert agi < queue
     assert ran[queue].removeprefix("Queue(").split(",")[0] == PBX.queue
-    # The condition really is the FAILURE status.
-    gotoifs = [s for _, _, s in plan.steps() if s.app == "GotoIf" and "AGISTATUS" in s.args]
-    assert gotoifs and all('"${AGISTATUS}" = "FAILURE"' in s.args for s in gotoifs)
+    assert ran[-1] == "Hangup()"
+    # The condition really is the flag the IVR sets (contactd/ivr/session.py mark_done), not AGISTATUS.
+    gotoifs = [s for _, _, s in plan.steps() if s.app == "GotoIf" and "IVR_DONE" in s.args]
+    assert gotoifs and all('"${CONTACTD_IVR_DONE}" != "1"' in s.args for s in gotoifs)
+    assert f"CONTACTD_{IVR_DONE_KEY}" == "CONTACTD_IVR_DONE"  # the name the IVR sets (CallSession.mark_done)
+    assert not any(s.app == "GotoIf" and "AGISTATUS" in s.args for _, _, s in plan.steps())
 
 
 def test_blacklisted_caller_hears_blocked_and_never_reaches_contactd(plan: Dialplan) -> None:
@@ -231,17 +241,23 @@ def full_plan() -> Dialplan:
     return load_dialplan(ASTERISK_DIR / "extensions.conf", search_dirs=[ROOT / "dialplans"])
 
 
-def test_queues_conf_has_contactds_queues_with_members_that_ring(plan: Dialplan) -> None:
+def test_queues_conf_has_contactds_queues_with_dynamic_members(plan: Dialplan) -> None:
+    # contactd's online/offline is QueueAdd/QueueRemove, and Asterisk refuses to remove a static member:
+    # agents must be dynamic members, persisted across Asterisk restarts.
+    assert _section(ASTERISK_DIR / "queues.conf", "general")["persistentmembers"] == ["yes"]
+    text = (ASTERISK_DIR / "queues.conf").read_text()
     for queue in (PBX.queue, PBX.vip_queue):
         conf = _section(ASTERISK_DIR / "queues.conf", queue)
         assert conf["strategy"] == ["ringall"]
-        members = [m.split(",") for m in conf["member"]]
-        assert len(members) >= 3
-        for interface, _penalty, _name, state_interface in members:
-            ext, _, context = interface.removeprefix("Local/").partition("@")
-            assert context == PBX.agent_context
-            assert plan.has_extension(context, ext, 1)
-            assert state_interface == f"{PBX.channel_tech}/{ext}"
+        assert "member" not in conf
+    examples = re.findall(r"^;member => (.+?) +\(added by contactd\)$", text, flags=re.M)
+    assert len(examples) >= 3
+    for example in examples:
+        interface, _penalty, _name, state_interface = example.split(",")
+        ext, _, context = interface.removeprefix("Local/").partition("@")
+        assert context == PBX.agent_context
+        assert plan.has_extension(context, ext, 1)
+        assert state_interface == f"{PBX.channel_tech}/{ext}"
 
 
 def test_manager_conf_matches_contactds_ami_defaults() -> None:
@@ -274,7 +290,7 @@ def test_pjsip_phones_and_trunk_use_the_shipped_contexts(full_plan: Dialplan) ->
 def test_sample_extensions_conf_routes_trunk_and_phones(full_plan: Dialplan) -> None:
     assert not full_plan.missing_includes()
     ran = _walk(full_plan, "from-trunk", "0212345678",
-                {**INBOUND_DECISIONS, "DB_EXISTS": False, "AGISTATUS": True})
+                {**INBOUND_DECISIONS, "DB_EXISTS": False, IVR_NOT_DONE: True})
     assert "AGI(agi://${CONTACTD_AGI}/inbound)" in ran and f"Queue({PBX.queue},t)" in ran
     assert _walk(full_plan, "from-trunk", "s", {**INBOUND_DECISIONS, "DB_EXISTS": True})[-2] == \
         "Playback(contactd/blocked)"

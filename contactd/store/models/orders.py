@@ -27,7 +27,8 @@ class Product(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
-    image: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # < 300 KB, checked by the service
+    # < 300 KB, checked by the service; deferred so product lists never load the pictures.
+    image: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
     image_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -10,7 +10,6 @@ from alembic import op
 
 import contactd.store.models.base
 
-
 revision = '0008'
 down_revision = '0001'
 branch_labels = None
