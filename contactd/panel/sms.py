@@ -207,7 +207,9 @@ async def _scheduled(request: web.Request) -> list[dict[str, Any]]:
     """Scheduled messages with their recipient totals (one aggregate query, not one per message)."""
     sms = _sms(request)
     now = sms.clock()
-    messages = await sms.scheduled()
+    # "Send now" messages (saved with the time they were written) are not reservations: they only wait for the
+    # dispatcher's next pass, and are never cancellable, so the list shows real reservations only.
+    messages = [m for m in await sms.scheduled() if m.created_at is None or m.scheduled_at > m.created_at]
     if not messages:
         return []
     today = now.astimezone(SEOUL).date()

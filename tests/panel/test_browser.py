@@ -39,6 +39,8 @@ async def daemon(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]
     config.db.url = f"sqlite+aiosqlite:///{root / 'contactd.sqlite3'}"
     config.recordings.dir = str(root / "recordings")
     config.simulator.call_interval = 0
+    config.sms.sender = "02-1234-5678"  # SMS pages: a sender number, and the outbox spool in tmp
+    config.sms.spool_dir = str(root / "sms-outbox")
     for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
         setattr(config.hours, day, "00:00-23:59")  # always open: calls reach the agents, not the callback flow
     d = Daemon(config)
