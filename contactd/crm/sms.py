@@ -77,6 +77,11 @@ class SmsService:
         self.bus = bus
         self.clock = clock
         self.quiet = parse_quiet_hours(config.quiet_hours)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """A message to send now was saved: let the sender loop run at once instead of at its next tick."""
+        self._wake.set()
 
     # ---- composing -------------------------------------------------------------------------------------------
     async def compose(self, recipients: Sequence[Recipient], body: str, *, subject: str = "",
@@ -98,6 +103,7 @@ class SmsService:
             raise SmsError("받는 사람을 선택하세요 (no recipients)")
         today = (scheduled_at or now).astimezone(SEOUL).date()
         async with self.db.transaction() as session:
+            await self._fill_from_customers(session, unique)
             opted_out = await self._opted_out(session, list(unique.values()))
             kept = [person for number, person in unique.items() if number not in opted_out]
             if not kept:
@@ -118,6 +124,25 @@ class SmsService:
                                          customer_id=person.customer_id, body=text, status="waiting",
                                          gateway_ref=uuid.uuid4().hex))
         return ComposeResult(message, len(kept), len(opted_out))
+
+    @staticmethod
+    async def _fill_from_customers(session, unique: dict[str, Recipient]) -> None:  # type: ignore[no-untyped-def]
+        """A pasted or typed number that belongs to a customer gets that customer's name ({고객명}) and id."""
+        nameless = [number for number, person in unique.items() if not person.name or person.customer_id is None]
+        if not nameless:
+            return
+        rows = await session.execute(select(Customer.id, Customer.name, Customer.mobile, Customer.phone).where(
+            or_(Customer.mobile.in_(nameless), Customer.phone.in_(nameless))).order_by(Customer.id))
+        found: dict[str, tuple[int, str]] = {}
+        for cid, name, mobile, phone in rows:
+            for number in (mobile, phone):
+                if number:
+                    found.setdefault(number, (cid, name))
+        for number in nameless:
+            if number in found:
+                person = unique[number]
+                cid, name = found[number]
+                unique[number] = Recipient(number, person.name or name, person.customer_id or cid)
 
     async def count_opted_out(self, recipients: Sequence[Recipient]) -> int:
         async with self.db.session() as session:
@@ -238,16 +263,22 @@ class SmsService:
         return True
 
     async def run(self, stop: asyncio.Event, *, interval: float = 5.0) -> None:
-        """The daemon's sender loop: picks up scheduled messages, also those saved before a restart."""
+        """The daemon's sender loop: picks up scheduled messages, also those saved before a restart.
+
+        One loop does all sending (a handler only wakes it), so a message can never be sent by two passes at once.
+        """
         while not stop.is_set():
+            self._wake.clear()
             try:
                 await self.send_due()
             except Exception:
                 log.exception("sms dispatcher pass failed; retrying")
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
             try:
-                await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                pass
+                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
 
     # ---- history ---------------------------------------------------------------------------------------------
     async def history(self, *, start: date, end: date, kind: str | None = None, customer_id: int | None = None,

@@ -392,6 +392,8 @@ async def api_send(request: web.Request) -> web.StreamResponse:
     except SmsError as exc:
         return _refused(request, exc)
     message = result.message
+    if not data.get("scheduled_at"):
+        _sms(request).wake()  # send now: the dispatcher loop runs at once
     await _audit(request, "sms.schedule" if data.get("scheduled_at") else "sms.send", f"sms:{message.id}",
                  f"{message.kind} recipients={result.recipients} opt_out={result.excluded_opt_out}")
     return json_response({"message": message_json(message, _sms(request).clock()), "recipients": result.recipients,

@@ -199,3 +199,33 @@ async def test_template_folders(any_db: Database) -> None:
     assert await templates.folders() == []
     [survivor] = await templates.templates()
     assert survivor.id == kept.id and survivor.folder_id is None
+
+
+async def test_pasted_numbers_of_customers_get_their_names(any_db: Database, tmp_path: Path) -> None:
+    async with any_db.transaction() as session:
+        session.add(Customer(name="홍길동", mobile="01033334444"))
+    sms = SmsService(any_db, OutboxGateway(tmp_path / "spool"), config(tmp_path), clock=Clock(NOON_SEOUL))
+    sent = await sms.compose([Recipient("01033334444"), Recipient("01055556666")], "{고객명}님 안녕하세요")
+    rows = {r.number: r for r in await sms.recipients(sent.message.id)}
+    assert rows["01033334444"].body == "홍길동님 안녕하세요" and rows["01033334444"].customer_id is not None
+    assert rows["01055556666"].body == "고객님 안녕하세요"
+
+
+async def test_wake_sends_at_once_without_waiting_for_the_tick(any_db: Database, tmp_path: Path) -> None:
+    import asyncio
+
+    sms = SmsService(any_db, OutboxGateway(tmp_path / "spool"), config(tmp_path), clock=Clock(NOON_SEOUL))
+    stop = asyncio.Event()
+    loop = asyncio.create_task(sms.run(stop, interval=60))
+    try:
+        await asyncio.sleep(0.1)  # the first pass found nothing; the next tick is a minute away
+        sent = await sms.compose([Recipient("01011112222")], "지금 보내기")
+        sms.wake()
+        for _ in range(50):
+            if (await sms.recipients(sent.message.id))[0].status == "sent":
+                break
+            await asyncio.sleep(0.05)
+        assert (await sms.recipients(sent.message.id))[0].status == "sent"
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 5)
