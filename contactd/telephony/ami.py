@@ -83,12 +83,13 @@ class AMIMessage:
     line. `get` of a key spelled as Asterisk spells it is a substring search in that text.
     """
 
-    __slots__ = ("_headers", "_raw", "_index")
+    __slots__ = ("_headers", "_raw", "_index", "_low")
 
     def __init__(self, headers: Iterable[tuple[str, str]]) -> None:
         self._headers: list[tuple[str, str]] | None = list(headers)
         self._raw: str | None = None
         self._index: dict[str, str] | None = None
+        self._low: str | None = None
 
     @classmethod
     def _from_text(cls, raw: str) -> AMIMessage:
@@ -97,6 +98,7 @@ class AMIMessage:
         msg._raw = raw
         msg._headers = None
         msg._index = None
+        msg._low = None
         return msg
 
     @property
@@ -130,13 +132,31 @@ class AMIMessage:
                 start = raw.find("\r\n" + key + ": ")
                 if start >= 0:
                     # The first value wins: an earlier line may hold the key spelled in another case.
-                    head = raw[:start].lower()
+                    low = self._low
+                    if low is None:
+                        low = self._low = raw.lower()
                     lowered = key.lower()
-                    if head.startswith(lowered) or "\r\n" + lowered in head:
+                    if low.startswith(lowered + ": ") or low.find("\r\n" + lowered + ": ", 0, start) >= 0:
                         start = -2
                     else:
                         start += len(key) + 4
             if start >= 0:
+                end = raw.find("\r\n", start)
+                return raw[start:] if end < 0 else raw[start:end]
+            # Another spelling (CEL says "UniqueID"): the same search in the lower-cased text, whose offsets
+            # match the original's whenever lower-casing kept the length (always for ASCII and Hangul).
+            low = self._low
+            if low is None:
+                low = self._low = raw.lower()
+            if len(low) == len(raw):
+                lowered = key.lower()
+                if low.startswith(lowered + ": "):
+                    start = len(key) + 2
+                else:
+                    start = low.find("\r\n" + lowered + ": ")
+                    if start < 0:
+                        return default
+                    start += len(key) + 4
                 end = raw.find("\r\n", start)
                 return raw[start:] if end < 0 else raw[start:end]
             found = _key_pattern(key).search(raw)  # any spelling, first line that has it
