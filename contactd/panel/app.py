@@ -37,7 +37,7 @@ from . import (
     tickets,
 )
 from .i18n import Catalogues
-from .render import NavItem, Renderer
+from .render import NavGroup, NavItem, Renderer
 from .screenpop import ScreenPop, default_sections
 from .sessions import SessionCodec
 from .tabs import default_tabs
@@ -82,22 +82,31 @@ def create_panel_app(services: Services, *, web_dir: Path | None = None,
     app[keys.ROUTES] = registry
     app.router.add_static("/static", root / "static", append_version=True)
 
-    for item in (NavItem("nav.desk", "/", order=10), NavItem("nav.customers", "/customers", order=20),
-                 NavItem("nav.import", "/customers/import", role="supervisor", order=30),
-                 NavItem("nav.users", "/admin/users", role="admin", order=90),
-                 NavItem("nav.extensions", "/admin/extensions", role="admin", order=91),
-                 NavItem("nav.audit", "/admin/audit", role="admin", order=92),
-                 NavItem("inbox.nav", "/inbox", order=12), NavItem("tickets.nav.new", "/tickets/new", order=14),
-                 NavItem("history.nav", "/history", order=40), NavItem("phonebook.nav", "/phonebook", order=45),
-                 NavItem("blacklist.nav", "/admin/blacklist", role="supervisor", order=80),
-                 NavItem("tickets.nav.types", "/admin/consultation-types", role="supervisor", order=81),
-                 NavItem("hours.nav", "/admin/hours", role="admin", order=93),
-                 NavItem("sms.nav", "/sms/compose", order=50),
-                 NavItem("orders.nav", "/orders", order=25),
-                 NavItem("orders.import.nav", "/orders/import", role="supervisor", order=31),
-                 NavItem("products.nav", "/products", role="supervisor", order=32),
-                 NavItem("consultations.nav", "/consultations", order=42),
-                 NavItem("stats.nav", "/stats/daily", role="supervisor", order=60)):
+    # The menu: six drop-downs by what people do; role filtering hides items, and a group left empty.
+    for group in (NavGroup("desk", "nav.group.desk", 10), NavGroup("customers", "nav.group.customers", 20),
+                  NavGroup("sms", "nav.group.sms", 30), NavGroup("history", "nav.group.history", 40),
+                  NavGroup("stats", "nav.group.stats", 50), NavGroup("admin", "nav.group.admin", 90)):
+        renderer.add_nav_group(group)
+    for item in (NavItem("nav.desk", "/", order=10, group="desk"),
+                 NavItem("inbox.nav", "/inbox", order=12, group="desk"),
+                 NavItem("tickets.nav.new", "/tickets/new", order=14, group="desk", prefix="/tickets"),
+                 NavItem("nav.customers", "/customers", order=20, group="customers"),
+                 NavItem("orders.nav", "/orders", order=25, group="customers"),
+                 NavItem("products.nav", "/products", role="supervisor", order=32, group="customers"),
+                 NavItem("sms.nav", "/sms/compose", order=50, group="sms", prefix="/sms"),
+                 NavItem("history.nav", "/history", order=40, group="history"),
+                 NavItem("consultations.nav", "/consultations", order=42, group="history"),
+                 NavItem("stats.nav", "/stats/daily", role="supervisor", order=60, group="stats", prefix="/stats"),
+                 NavItem("nav.users", "/admin/users", role="admin", order=80, group="admin"),
+                 NavItem("nav.extensions", "/admin/extensions", role="admin", order=81, group="admin"),
+                 NavItem("blacklist.nav", "/admin/blacklist", role="supervisor", order=82, group="admin"),
+                 NavItem("tickets.nav.types", "/admin/consultation-types", role="supervisor", order=83,
+                         group="admin"),
+                 NavItem("hours.nav", "/admin/hours", role="admin", order=84, group="admin"),
+                 NavItem("phonebook.nav", "/phonebook", order=85, group="admin"),
+                 NavItem("nav.import", "/customers/import", role="supervisor", order=86, group="admin"),
+                 NavItem("orders.import.nav", "/orders/import", role="supervisor", order=87, group="admin"),
+                 NavItem("nav.audit", "/admin/audit", role="admin", order=89, group="admin")):
         renderer.add_nav(item)
 
     async def start_hub(_: web.Application) -> None:

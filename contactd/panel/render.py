@@ -27,6 +27,35 @@ class NavItem:
     role: str = "agent"
     permission: str | None = None
     order: int = 100
+    group: str | None = None  # a NavGroup name: shown in that group's drop-down; None = a top-level link
+    prefix: str | None = None  # paths under this light the item (default: href); "/sms" for every SMS page
+
+    def matches(self, path: str) -> int:
+        """How specific a match `path` is for this item (0 = none): the longest prefix wins the highlight."""
+        base = (self.prefix or self.href).rstrip("/")
+        if not base:  # "/" is the desk only, not every page
+            return 1 if path == "/" else 0
+        return len(base) if path == base or path.startswith(base + "/") else 0
+
+
+@dataclass(frozen=True)
+class NavGroup:
+    name: str
+    label_key: str
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    """What base.html draws: one group (a drop-down, or a plain link when it holds one item) or a lone link."""
+    label_key: str
+    items: tuple[NavItem, ...]
+    active: NavItem | None
+    name: str = ""
+
+    @property
+    def href(self) -> str:
+        return self.items[0].href
 
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -69,10 +98,37 @@ class Renderer:
         self.env.filters["phone"] = lambda digits: phone_display(digits or "")
         self.env.filters["localtime"] = local_time
         self.nav: list[NavItem] = []
+        self.nav_groups: dict[str, NavGroup] = {}
 
     def add_nav(self, item: NavItem) -> None:
         self.nav.append(item)
         self.nav.sort(key=lambda n: n.order)
+
+    def add_nav_group(self, group: NavGroup) -> None:
+        self.nav_groups[group.name] = group
+
+    def menu(self, user: Any, path: str) -> list[NavEntry]:
+        """The user's menu: items their role allows, grouped; empty groups vanish; the current section is marked."""
+        visible = [n for n in self.nav if user is not None and allowed(user, n.role, n.permission)]
+        best = max(visible, key=lambda n: n.matches(path), default=None)
+        current = best if best is not None and best.matches(path) else None
+        slots: dict[str, list[NavItem]] = {}
+        order: dict[str, tuple[int, int]] = {}
+        for item in visible:
+            group = self.nav_groups.get(item.group or "")
+            key = group.name if group else "item:" + item.href
+            slots.setdefault(key, []).append(item)
+            order.setdefault(key, (group.order if group else item.order, item.order))
+        entries = []
+        for key in sorted(slots, key=lambda k: order[k]):
+            items = tuple(slots[key])
+            group = self.nav_groups.get(key)
+            active = current if current in items else None
+            if group is None or len(items) == 1:  # a one-item drop-down is just a detour
+                entries.append(NavEntry(items[0].label_key, items, active))
+            else:
+                entries.append(NavEntry(group.label_key, items, active, name=group.name))
+        return entries
 
     def render(self, request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
         user = request.get(keys.USER)
@@ -80,10 +136,13 @@ class Renderer:
         catalogue = catalogue_for(request)
         base = {
             "t": catalogue.t,
+            # For keys built from stored codes (audit actions, ...): the code itself when no text exists yet.
+            "t_or": lambda key, default, **params: catalogue.t(key, **params) if catalogue.has(key) else default,
             "lang": catalogue.language,
             "user": user,
             "csrf_token": session.csrf if session is not None else context.pop("csrf_token", ""),
             "nav": [n for n in self.nav if user is not None and allowed(user, n.role, n.permission)],
+            "menu": self.menu(user, request.path),
             "path": request.path,
             "can": lambda role, permission=None: allowed(user, role, permission),
         }

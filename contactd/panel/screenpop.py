@@ -29,6 +29,7 @@ from . import keys
 from .i18n import Catalogues
 from .render import local_time
 from .routing import ROLE_RANK, PanelRoutes, Param
+from .sms import compose_link
 
 log = logging.getLogger(__name__)
 routes = PanelRoutes("events")
@@ -58,6 +59,22 @@ class Client:
                 self.queue.get_nowait()
             self.dropped += 1
         self.queue.put_nowait(item)
+
+
+def action_links(number: str, linkedid: str, customer: Customer | None) -> dict[str, str]:
+    """The pop's one-click "접수" (ticket for this call) and "문자" (SMS to the caller's mobile) targets.
+
+    SMS goes to the customer's mobile when the call came from a landline; no mobile at all → no "문자" link.
+    """
+    query = {"number": number if number.isdigit() else "", "linkedid": linkedid}
+    if customer is not None:
+        query["customer_id"] = str(customer.id)
+    links = {"ticket_url": "/tickets/new?" + urlencode({k: v for k, v in query.items() if v}), "sms_url": ""}
+    mobile = next((n for n in ((customer.mobile if customer else None), number) if n and is_mobile(n)), "")
+    if mobile:
+        links["sms_url"] = compose_link(mobile, customer.name if customer else "",
+                                        customer.id if customer else None)
+    return links
 
 
 def _customer_dict(customer: Customer) -> dict[str, Any]:
@@ -171,6 +188,7 @@ class ScreenPop:
             "ivr_choice": choice if choice in IVR_CHOICES else None,
             "customer": None, "other_matches": 0, "recent_calls": [], "sections": {},
             "new_customer_url": "/customers/new?" + urlencode(new_fields),
+            **action_links(digits, str(payload.get("linkedid") or ""), None),
             "pushed_at": time.time(),
         }
 
@@ -184,6 +202,7 @@ class ScreenPop:
                 customer = matches[0]
                 pop["customer"] = _customer_dict(customer)
                 pop["other_matches"] = len(matches) - 1
+                pop.update(action_links(digits, str(payload.get("linkedid") or ""), customer))
             numbers = [digits] + ([customer.mobile, customer.phone] if customer else [])
             calls = await self.customers.recent_calls(customer_id=customer.id if customer else None,
                                                       numbers=[n for n in numbers if n], limit=5)

@@ -1,95 +1,31 @@
-"""The panel in Debian's Chromium against the whole daemon (simulated PBX): login, screen-pop, customers, upload.
+"""The panel in Debian's Chromium against the whole daemon (simulated PBX): login, the menu, screen-pop with its
+ticket / SMS buttons, customers, upload.
 
-Screenshots go to test-artifacts/screenshots/ (git-ignored).
+The daemon and browser fixtures are session-wide (conftest.py). Screenshots go to test-artifacts/screenshots/
+(git-ignored). This module's data: the calls from 010-1234-5678 (홍길동) and 031-555-6666, the upload's 최업로드.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
-from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
-import pytest_asyncio
+from browser_helpers import SHOTS, base_url, logged_in_page, shot
 from openpyxl import Workbook
 
-from contactd.config import Config
-from contactd.crm.accounts import AccountService
 from contactd.crm.customers import CustomerService
+from contactd.panel.app import WEB_DIR
+from contactd.panel.i18n import Catalogues
+from contactd.store.models import Call
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
-
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-PASSWORD = "browser-pass-1"
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def daemon(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    from contactd.app import Daemon
-
-    root = tmp_path_factory.mktemp("daemon")
-    config = Config()
-    config.web.port = 0
-    config.agi.port = 0
-    config.web.session_key = "browser-test"
-    config.db.url = f"sqlite+aiosqlite:///{root / 'contactd.sqlite3'}"
-    config.recordings.dir = str(root / "recordings")
-    config.simulator.call_interval = 0
-    config.sms.sender = "02-1234-5678"  # SMS pages: a sender number, and the outbox spool in tmp
-    config.sms.spool_dir = str(root / "sms-outbox")
-    for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
-        setattr(config.hours, day, "00:00-23:59")  # always open: calls reach the agents, not the callback flow
-    d = Daemon(config)
-    await asyncio.wait_for(d.start(), 30)
-    accounts = AccountService(d.services.db)
-    await accounts.create_user("admin", PASSWORD, "admin", display_name="관리자")
-    await accounts.create_user("kim", PASSWORD, "agent", extension="1001", display_name="김상담")
-    await accounts.create_user("lee", PASSWORD, "agent", extension="1002", display_name="이상담")
-    # Not VIP: VIP callers go to the VIP queue, which the simulator starts without members.
-    await CustomerService(d.services.db).create(name="홍길동", mobile="010-1234-5678", caution=True,
-                                                address="서울특별시 종로구 세종대로 1", memo="배송 문의 자주 함")
-    yield d
-    await asyncio.wait_for(d.stop(), 30)
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def browser() -> AsyncIterator[Any]:
-    if not Path(CHROMIUM).exists():  # noqa: ASYNC240 - one stat at session start
-        from tests.conftest import unavailable
-
-        unavailable("chromium not installed (browser test)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
-                                                                     "--disable-background-networking"])
-        yield b
-        await b.close()
-
-
-async def logged_in_page(browser: Any, daemon: Any, username: str, *, shot: str | None = None) -> Any:
-    context = await browser.new_context(viewport={"width": 1280, "height": 860}, locale="ko-KR")
-    page = await context.new_page()
-    page.set_default_timeout(10_000)
-    base = f"http://127.0.0.1:{daemon.web_port}"
-    await page.goto(base + "/")
-    assert "/login" in page.url
-    await page.fill('input[name="username"]', username)
-    await page.fill('input[name="password"]', PASSWORD)
-    if shot:
-        await page.screenshot(path=str(SHOTS / shot))
-    await page.click('button[type="submit"]')
-    await page.wait_for_url(base + "/")
-    return page
-
-
-def shot(name: str) -> str:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    return str(SHOTS / name)
 
 
 async def test_screen_pop_reaches_only_the_ringing_agent(daemon: Any, browser: Any) -> None:
@@ -125,14 +61,33 @@ async def test_screen_pop_reaches_only_the_ringing_agent(daemon: Any, browser: A
     assert "주의" in await pop.inner_text()  # caution flag
     assert "010-1234-5678" in await pop.inner_text()
     assert "반품/교환" in await pop.locator(".pop-ivr").inner_text()
+    customer = (await CustomerService(daemon.services.db).find_by_number("01012345678"))[0]
+    # The pop's one-click actions: a ticket for this call and this customer, an SMS to their mobile.
+    ticket_href = await pop.locator("a.pop-ticket").get_attribute("href")
+    assert await pop.locator("a.pop-ticket").inner_text() == "접수"
+    assert urlparse(ticket_href).path == "/tickets/new"
+    assert parse_qs(urlparse(ticket_href).query) == {"number": ["01012345678"], "linkedid": [sim_call.linkedid],
+                                                     "customer_id": [str(customer.id)]}
+    sms_href = await pop.locator("a.pop-sms").get_attribute("href")
+    assert await pop.locator("a.pop-sms").inner_text() == "문자"
+    assert parse_qs(urlparse(sms_href).query) == {"to": ["01012345678"], "name": ["홍길동"],
+                                                  "customer": [str(customer.id)]}
     await kim.screenshot(path=shot("desk-screenpop-1001.png"))
     await asyncio.wait_for(sim_call.done, 20)
     await kim.wait_for_selector("article.pop.ended")
     # 1002 never popped.
     assert await lee.locator("article.pop").count() == 0
     await lee.screenshot(path=shot("desk-no-pop-1002.png"))
-    await kim.context.close()
     await lee.context.close()
+    # One click from the pop: the ticket form knows the call and the customer; the SMS form has the recipient.
+    await pop.locator("a.pop-ticket").click()
+    await kim.wait_for_url("**/tickets/new?**")
+    assert "홍길동" in await kim.locator("#customer-name").inner_text()
+    assert await kim.input_value('input[name="call_linkedid"]') == sim_call.linkedid
+    await kim.screenshot(path=shot("desk-pop-ticket.png"))
+    await kim.goto(base_url(daemon) + sms_href)
+    assert "홍길동" in await kim.locator("#sms-list").inner_text()
+    await kim.context.close()
 
 
 async def test_unknown_caller_offers_prefilled_new_customer(daemon: Any, browser: Any) -> None:
@@ -145,6 +100,9 @@ async def test_unknown_caller_offers_prefilled_new_customer(daemon: Any, browser
     button = kim.locator("article.pop a.new-customer").first
     await button.wait_for(timeout=15_000)
     assert "주문/배송" in await kim.locator("article.pop .pop-ivr").first.inner_text()
+    pop = kim.locator("article.pop").first
+    assert "number=0315556666" in await pop.locator("a.pop-ticket").get_attribute("href")
+    assert await pop.locator("a.pop-sms").count() == 0  # a landline and no customer: nobody to text
     await kim.screenshot(path=shot("desk-screenpop-unknown.png"))
     await button.click()
     await kim.wait_for_url("**/customers/new?**")
@@ -159,14 +117,21 @@ async def test_unknown_caller_offers_prefilled_new_customer(daemon: Any, browser
 
 
 async def test_customer_page_with_tabs(daemon: Any, browser: Any) -> None:
+    # Its own CDR row for 홍길동's number, so the tab has a call whichever tests ran before (the screen-pop
+    # test's real call shows up beside it when that test ran).
+    async with daemon.services.db.transaction() as session:
+        start = datetime.now(UTC) - timedelta(hours=1)
+        session.add(Call(linkedid="tabs.1", uniqueid="tabs.1", direction="in", from_number="01012345678",
+                         to_number="100", started_at=start, answered_at=start + timedelta(seconds=5),
+                         agent_extension="1001", billsec=42, disposition="ANSWERED"))
     kim = await logged_in_page(browser, daemon, "kim")
-    base = f"http://127.0.0.1:{daemon.web_port}"
+    base = base_url(daemon)
     await kim.goto(base + "/customers?q=길동")
     await kim.click("#customer-list a")
     await kim.wait_for_selector("nav.tabs")
     tabs = await kim.locator("nav.tabs a").all_inner_texts()
     assert tabs[:2] == ["콜내역", "콜백"]
-    # The call of the first test is in the calls tab (the tracker wrote its CDR row when it ended).
+    # The calls tab lists calls from the customer's numbers.
     for _ in range(50):
         if await kim.locator("#tab-body table").count():
             break
@@ -194,7 +159,7 @@ async def test_excel_upload_through_the_page(daemon: Any, browser: Any, tmp_path
     path.write_bytes(buffer.getvalue())
 
     admin = await logged_in_page(browser, daemon, "admin")
-    base = f"http://127.0.0.1:{daemon.web_port}"
+    base = base_url(daemon)
     await admin.goto(base + "/customers/import")
     await admin.set_input_files('input[name="file"]', str(path))
     await admin.wait_for_selector("#preview:not([hidden])")
@@ -210,3 +175,79 @@ async def test_excel_upload_through_the_page(daemon: Any, browser: Any, tmp_path
     await admin.goto(base + "/admin/users")
     await admin.screenshot(path=shot("admin-users.png"), full_page=True)
     await admin.context.close()
+
+
+async def test_menu_groups_by_role_and_opens_from_the_keyboard(daemon: Any, browser: Any) -> None:
+    admin = await logged_in_page(browser, daemon, "admin")
+    header = admin.locator("header.top")
+    groups = admin.locator("nav.menu > details.nav-group > summary, nav.menu > a.nav-link")
+    assert await groups.all_inner_texts() == ["상담", "고객", "문자", "이력", "통계", "관리"]
+    box = await header.bounding_box()
+    assert box is not None and box["height"] < 60  # one line at 1280 px, name and logout included
+    assert (await admin.locator("header.top .who").bounding_box())["height"] < 30
+    # The current section lights up by path prefix: any /sms/* page lights 문자, /admin/hours lights 관리.
+    await admin.goto(base_url(daemon) + "/sms/history")
+    assert await admin.locator("nav.menu a.nav-link.active").inner_text() == "문자"
+    await admin.goto(base_url(daemon) + "/admin/hours")
+    assert await admin.locator("nav.menu details.active > summary").inner_text() == "관리"
+    assert await admin.locator("nav.menu ul.nav-menu a.active").get_attribute("href") == "/admin/hours"
+    # Keyboard: Tab reaches the group, Enter opens it, Tab walks its links, Esc closes and keeps focus.
+    admin_group = admin.locator('details.nav-group[data-group="admin"]')
+    await admin_group.locator("summary").focus()
+    await admin.keyboard.press("Enter")
+    assert await admin_group.get_attribute("open") is not None
+    assert await admin_group.locator("ul.nav-menu a").first.is_visible()
+    await admin.screenshot(path=shot("nav-admin-open.png"))
+    await admin.keyboard.press("Tab")
+    assert await admin.evaluate("document.activeElement.getAttribute('href')") == "/admin/users"
+    await admin.keyboard.press("Escape")
+    assert await admin_group.get_attribute("open") is None
+    assert await admin.evaluate("document.activeElement.tagName") == "SUMMARY"
+    # Opening one group closes the other.
+    await admin.click('details.nav-group[data-group="desk"] > summary')
+    await admin.click('details.nav-group[data-group="customers"] > summary')
+    assert await admin.locator("details.nav-group[open]").count() == 1
+    await admin.context.close()
+
+    kim = await logged_in_page(browser, daemon, "kim")
+    texts = await kim.locator("nav.menu > details.nav-group > summary, nav.menu > a.nav-link").all_inner_texts()
+    assert "통계" not in texts  # supervisors only: the group is gone, not empty
+    assert texts[-1] == "전화번호부"  # the one admin-group item an agent may use stands alone
+    assert await kim.locator('a[href="/admin/users"]').count() == 0
+    await kim.context.close()
+
+
+TOUR = ("/", "/inbox", "/tickets/new", "/customers", "/customers/new", "/orders", "/orders/new", "/products",
+        "/sms/compose", "/sms/scheduled", "/sms/history", "/sms/templates", "/history", "/consultations",
+        "/stats/daily", "/stats/monthly", "/stats/agents", "/stats/types", "/admin/users", "/admin/extensions",
+        "/admin/blacklist", "/admin/consultation-types", "/admin/hours", "/phonebook", "/customers/import",
+        "/orders/import", "/admin/audit")
+# Feature prefixes of the catalogue: "history.title" on a page is a missing key even if nobody defined it yet.
+PREFIXES = {key.split(".")[0] for key in Catalogues(WEB_DIR / "i18n").get("ko").messages}
+RAW_KEY = re.compile(r"(?<![\w./-])[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+(?![\w./-])")
+
+
+async def test_every_page_fits_1280_and_shows_no_raw_keys(daemon: Any, browser: Any) -> None:
+    """A supervisor's day at 1280×800: every page in Korean (no catalogue key shown raw), nothing wider than the
+    window, the menu on one line. Screenshots: page-<path>.png."""
+    catalogue_keys = set(Catalogues(WEB_DIR / "i18n").get("ko").messages)
+    admin = await logged_in_page(browser, daemon, "admin")
+    await admin.set_viewport_size({"width": 1280, "height": 800})
+    problems = []
+    for path in TOUR:
+        response = await admin.goto(base_url(daemon) + path)
+        assert response is not None and response.status == 200, path
+        text = await admin.locator("body").inner_text()
+        raw = sorted({k for k in RAW_KEY.findall(text) if k in catalogue_keys or k.split(".")[0] in PREFIXES})
+        if raw:
+            problems.append(f"{path}: raw keys {raw}")
+        width = await admin.evaluate("document.documentElement.scrollWidth")
+        if width > 1280:
+            problems.append(f"{path}: {width}px wide")
+        header = await admin.locator("header.top").bounding_box()
+        if header is None or header["height"] > 60:
+            problems.append(f"{path}: menu wraps")
+        slug = path.strip("/").replace("/", "-") or "desk"
+        await admin.screenshot(path=shot(f"page-{slug}.png"), full_page=True)
+    await admin.context.close()
+    assert problems == []

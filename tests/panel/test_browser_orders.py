@@ -1,6 +1,6 @@
 """Orders, order import, returns and statistics in Chromium against the whole daemon (simulated PBX).
 
-Reuses the daemon / browser fixtures of test_browser.py. Screenshots: test-artifacts/screenshots/orders-*.png,
+Uses the session's shared daemon / browser fixtures (conftest.py). Screenshots: test-artifacts/screenshots/orders-*.png,
 stats-*.png (one of them print-emulated).
 """
 
@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from browser_helpers import logged_in_page, shot
 from orders_helpers import order_rows, workbook_bytes
-from test_browser import browser, daemon, logged_in_page, shot  # noqa: F401  (fixtures)
 
 from contactd.store.models import Call
 
@@ -19,11 +19,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def base(daemon: Any) -> str:  # noqa: F811
+def base(daemon: Any) -> str:
     return f"http://127.0.0.1:{daemon.web_port}"
 
 
-async def test_import_search_and_return_in_the_browser(daemon: Any, browser: Any) -> None:  # noqa: F811
+async def test_import_search_and_return_in_the_browser(daemon: Any, browser: Any) -> None:
     page = await logged_in_page(browser, daemon, "admin")
     await page.goto(base(daemon) + "/orders/import")
     await page.set_input_files('input[name="file"]', files=[{
@@ -69,7 +69,7 @@ async def test_import_search_and_return_in_the_browser(daemon: Any, browser: Any
     await page.context.close()
 
 
-async def test_daily_statistics_chart_and_print(daemon: Any, browser: Any) -> None:  # noqa: F811
+async def test_daily_statistics_chart_and_print(daemon: Any, browser: Any) -> None:
     day = datetime(2026, 3, 10, tzinfo=UTC) - timedelta(hours=9)  # 00:00 Seoul
     async with daemon.services.db.transaction() as session:
         for n, hour in enumerate((9, 9, 10, 14, 14, 14, 17)):

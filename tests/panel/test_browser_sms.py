@@ -1,7 +1,7 @@
 """SMS pages in Chromium against the whole daemon: templates, compose with a template to two customers (each
 recipient gets their own name), the live byte counter, schedule and cancel, history details.
 
-Reuses the daemon / browser fixtures of test_browser.py. Screenshots: test-artifacts/screenshots/sms-<what>.png.
+Uses the session's shared daemon / browser fixtures (conftest.py). Screenshots: test-artifacts/screenshots/sms-<what>.png.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from test_browser import browser, daemon, logged_in_page, shot  # noqa: F401  (fixtures)
+from browser_helpers import logged_in_page, shot
 
 from contactd.crm.customers import CustomerService
 from contactd.crm.sms_text import fill, text_bytes
@@ -23,7 +23,7 @@ SEOUL = ZoneInfo("Asia/Seoul")
 TEMPLATE = "{고객명}님, 주문하신 상품이 {오늘날짜}에 출고되었습니다."
 
 
-def base(daemon: Any) -> str:  # noqa: F811
+def base(daemon: Any) -> str:
     return f"http://127.0.0.1:{daemon.web_port}"
 
 
@@ -32,7 +32,7 @@ async def confirm(page: Any) -> None:
     await page.click("#confirm-ok")
 
 
-async def test_template_then_compose_to_two_customers(daemon: Any, browser: Any) -> None:  # noqa: F811
+async def test_template_then_compose_to_two_customers(daemon: Any, browser: Any) -> None:
     customers = CustomerService(daemon.services.db)
     for name, mobile in (("박문자", "010-7777-0001"), ("최문자", "010-7777-0002")):
         await customers.create(name=name, mobile=mobile)
@@ -86,7 +86,7 @@ async def test_template_then_compose_to_two_customers(daemon: Any, browser: Any)
     await kim.context.close()
 
 
-async def test_schedule_then_cancel(daemon: Any, browser: Any) -> None:  # noqa: F811
+async def test_schedule_then_cancel(daemon: Any, browser: Any) -> None:
     kim = await logged_in_page(browser, daemon, "kim")
     await kim.goto(base(daemon) + "/sms/compose?to=010-7777-0003&name=예약고객")
     assert "예약고객" in await kim.locator("#sms-list").inner_text()  # the "문자" link's recipient
@@ -113,7 +113,7 @@ async def test_schedule_then_cancel(daemon: Any, browser: Any) -> None:  # noqa:
     await kim.context.close()
 
 
-async def test_history_shows_each_recipients_own_text(daemon: Any, browser: Any) -> None:  # noqa: F811
+async def test_history_shows_each_recipients_own_text(daemon: Any, browser: Any) -> None:
     sms = daemon.services.extra["sms"]
     for _ in range(80):  # the daemon's dispatcher sends "now" messages on its next pass (every 5 s)
         rows = await sms.history(start=datetime.now(SEOUL).date(), end=datetime.now(SEOUL).date())

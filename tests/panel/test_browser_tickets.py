@@ -1,6 +1,6 @@
 """Tickets, inbox, call history and admin lists in Chromium against the whole daemon (simulated PBX).
 
-Reuses the daemon / browser fixtures of test_browser.py (imported: this module gets its own daemon instance).
+Uses the session's shared daemon / browser fixtures (conftest.py).
 Screenshots: test-artifacts/screenshots/<feature>-<what>.png.
 """
 
@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from test_browser import browser, daemon, logged_in_page, shot  # noqa: F401  (fixtures)
+from browser_helpers import logged_in_page, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -25,11 +25,11 @@ async def until(read: Any, expected: Any, timeout: float = 5.0) -> None:
     raise AssertionError(f"still {value!r}, expected {expected!r}")
 
 
-def base(daemon: Any) -> str:  # noqa: F811
+def base(daemon: Any) -> str:
     return f"http://127.0.0.1:{daemon.web_port}"
 
 
-async def test_ticket_transfer_reaches_lees_inbox(daemon: Any, browser: Any) -> None:  # noqa: F811
+async def test_ticket_transfer_reaches_lees_inbox(daemon: Any, browser: Any) -> None:
     kim = await logged_in_page(browser, daemon, "kim")
     await kim.goto(base(daemon) + "/tickets/new?number=010-1234-5678")
     assert "홍길동" in await kim.locator("#customer-name").inner_text()  # found by the caller's number
@@ -61,7 +61,7 @@ async def test_ticket_transfer_reaches_lees_inbox(daemon: Any, browser: Any) -> 
     await lee.context.close()
 
 
-async def test_harassment_then_history_with_recording(daemon: Any, browser: Any) -> None:  # noqa: F811
+async def test_harassment_then_history_with_recording(daemon: Any, browser: Any) -> None:
     kim = await logged_in_page(browser, daemon, "kim")
     await kim.wait_for_selector("#stream-state.on")
     sub = daemon.services.bus.subscribe("call.answered", name="browser-tickets")
@@ -91,7 +91,7 @@ async def test_harassment_then_history_with_recording(daemon: Any, browser: Any)
     await kim.context.close()
 
 
-async def test_admin_pages_render(daemon: Any, browser: Any) -> None:  # noqa: F811
+async def test_admin_pages_render(daemon: Any, browser: Any) -> None:
     admin = await logged_in_page(browser, daemon, "admin")
     await admin.goto(base(daemon) + "/admin/consultation-types")
     await admin.fill('form.row input[name="name"]', "상품문의")

@@ -10,7 +10,7 @@ from contactd.panel.i18n import Catalogues
 ROOT = Path(__file__).resolve().parents[2]
 # t("key") written literally; keys built at run time ("x." ~ name) are checked by their features' own tests.
 LITERAL = re.compile(r"""(?<![A-Za-z_.])t\(["']([a-z0-9_.]+[a-z0-9_])["']\s*[,)]""")
-NAV = re.compile(r'NavItem\("([a-z0-9_.]+)"')
+NAV = re.compile(r'NavItem\("([a-z0-9_.]+)"|NavGroup\("[a-z_]+", "([a-z0-9_.]+)"')
 
 
 def used_keys() -> set[str]:
@@ -18,7 +18,7 @@ def used_keys() -> set[str]:
     for path in [*(ROOT / "web" / "templates").rglob("*.html"), *(ROOT / "contactd" / "panel").glob("*.py")]:
         text = path.read_text(encoding="utf-8")
         keys.update(LITERAL.findall(text))
-        keys.update(NAV.findall(text))
+        keys.update(key for pair in NAV.findall(text) for key in pair if key)
     return keys
 
 

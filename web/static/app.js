@@ -56,5 +56,20 @@
     if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
   });
 
+  // Main menu drop-downs: one open at a time; a click elsewhere or Esc closes them (Esc hands focus back).
+  // On click (Enter/Space on a summary click too), not on "toggle", which fires later, after the new one opened.
+  const menuGroups = () => document.querySelectorAll("nav.menu details.nav-group");
+  document.addEventListener("click", (event) => {
+    const inside = event.target.closest("details.nav-group");
+    for (const group of menuGroups()) if (group !== inside) group.open = false;
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    const open = document.querySelector("nav.menu details.nav-group[open]");
+    if (!open) return;
+    open.open = false;
+    open.querySelector("summary").focus();
+  });
+
   window.contactd = { api, toast, confirmDialog, dial, csrf };
 })();

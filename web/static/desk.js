@@ -17,6 +17,7 @@
     for (const child of children) if (child !== null && child !== undefined) node.append(child);
     return node;
   }
+  const SECTION_PAGES = { tickets: "/tickets/", orders: "/orders/" };
   const telLink = (digits, shown) => el("a", { href: "#", class: "tel", "data-tel": digits, title: S.dial }, shown || digits);
 
   function logLine(text) {
@@ -37,6 +38,7 @@
     if (p.queue) facts.append(el("dt", {}, S.queue), el("dd", {}, p.queue));
     card.append(facts);
     const c = p.customer;
+    const actions = el("div", { class: "row pop-actions" });
     if (c) {
       const name = el("h3", { class: "pop-customer" }, el("a", { href: c.url }, c.name || "-"));
       if (c.vip) name.append(" ", el("span", { class: "badge vip" }, S.vip));
@@ -50,11 +52,15 @@
       if (c.memo) info.append(el("dt", {}, S.memo), el("dd", { class: "pre" }, c.memo));
       card.append(info);
       if (p.other_matches) card.append(el("p", { class: "muted" }, S.other_matches.replace("{count}", p.other_matches)));
-      card.append(el("a", { class: "button", href: c.url }, S.open_customer));
+      actions.append(el("a", { class: "button pop-open", href: c.url }, S.open_customer));
     } else {
       card.append(el("p", { class: "muted" }, S.unknown));
-      card.append(el("a", { class: "button primary new-customer", href: p.new_customer_url }, S.new_customer));
+      actions.append(el("a", { class: "button new-customer", href: p.new_customer_url }, S.new_customer));
     }
+    // One click from a ringing call to a ticket for it, or to an SMS to the caller.
+    if (p.ticket_url) actions.append(el("a", { class: "button primary pop-ticket", href: p.ticket_url, title: S.new_ticket_title }, S.new_ticket));
+    if (p.sms_url) actions.append(el("a", { class: "button pop-sms", href: p.sms_url, title: S.sms_title }, S.sms));
+    card.append(actions);
     if (p.recent_calls && p.recent_calls.length) {
       const list = el("ul", { class: "recent" });
       for (const call of p.recent_calls) list.append(el("li", {}, `${call.started_at} · ${S["direction." + call.direction] || call.direction} · ${call.agent_extension} · ${call.billsec}s`));
@@ -63,7 +69,12 @@
     for (const [name, items] of Object.entries(p.sections || {})) {
       if (!items || !items.length) continue;
       const list = el("ul", { class: "section", "data-section": name });
-      for (const item of items) list.append(el("li", {}, Object.values(item).filter((v) => v !== null && v !== "" && typeof v !== "object").slice(1).join(" · ")));
+      for (const item of items) {
+        const text = Object.values(item).filter((v) => v !== null && v !== "" && typeof v !== "object").slice(1).join(" · ");
+        // Known sections link each line to its page (the open ticket, the order) so the agent need not search.
+        const page = SECTION_PAGES[name] && item.id ? SECTION_PAGES[name] + item.id : "";
+        list.append(el("li", {}, page ? el("a", { href: page }, text) : text));
+      }
       card.append(el("h4", {}, S["section." + name] || name), list);
     }
     card.append(el("p", { class: "status muted" }));
