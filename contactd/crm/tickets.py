@@ -130,7 +130,8 @@ class TicketService:
             ticket.assignee_id = assignee.id
             ticket.status = "transferred"
             ticket.updated_at = self.clock()
-            self._log(session, ticket, user, "transferred", f"→ {assignee.username}" + (f": {note}" if note else ""))
+            self._log(session, ticket, user, "transferred",
+                      f"→ {assignee.display_name or assignee.username}" + (f": {note}" if note else ""))
         await self._publish("ticket.transferred", ticket, assignee_id=assignee.id, from_user_id=user.id)
         return ticket
 
