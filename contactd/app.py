@@ -34,6 +34,7 @@ class Daemon:
         self._sim_server = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        self.leadership = None  # telephony.leadership.Leadership, set in start()
 
     async def start(self) -> None:
         config = self.config
@@ -64,8 +65,11 @@ class Daemon:
                         reconnect_max_delay=config.ami.reconnect_max_delay)
         services.ami = ami
         services.pbx = PBX(ami, config.pbx)
-        services.tracker = CallTracker(ami, bus, db, config.pbx)
+        self.leadership = self._build_leadership(ami, bus.node_id)
+        services.extra["leadership"] = self.leadership
+        services.tracker = CallTracker(ami, bus, db, config.pbx, leadership=self.leadership)
         await _maybe_await(getattr(services.tracker, "start", None))
+        await self.leadership.start()
 
         self._build_features(services)
         await self._start_features(services)
@@ -104,6 +108,22 @@ class Daemon:
                 self._spawn(run_demo_calls(services.simulator, interval=config.simulator.call_interval,
                                            stop=self._stop))
 
+    def _build_leadership(self, ami, node_id: str):  # type: ignore[no-untyped-def]
+        """Several nodes (Redis bus) elect one owner of this Asterisk's AMI stream; one node always owns it."""
+        from .telephony.leadership import RedisLeadership, make_leadership
+
+        config = self.config
+        leadership = make_leadership(config.bus.redis_url, config.ami.host, config.ami.port,
+                                     ttl=config.bus.leader_ttl, node_id=node_id, eligible=lambda: ami.connected)
+        if isinstance(leadership, RedisLeadership):
+            # Only a node that sees the event stream may own it: re-check at once when the link comes or goes.
+            async def nudge() -> None:
+                leadership.nudge()
+
+            ami.add_connect_listener(nudge)
+            ami.add_disconnect_listener(leadership.nudge)
+        return leadership
+
     def _build_features(self, services: Services) -> None:
         from .crm.blacklist import BlacklistService
         from .crm.business_hours import BusinessHours
@@ -115,7 +135,15 @@ class Daemon:
         config = services.config
         services.blacklist = BlacklistService(services.db, services.pbx, config.pbx)
         # AstDB is Asterisk's copy of the blacklist: re-push it on every (re)connect so blocking works offline.
-        services.ami.add_connect_listener(services.blacklist.resync_astdb)
+        # Only the node that owns the AMI stream does it (N nodes clearing and refilling it would leave gaps).
+        leadership = self.leadership
+
+        async def push_blacklist(*_: object) -> None:
+            if leadership.is_leader:
+                await services.blacklist.resync_astdb()
+
+        services.ami.add_connect_listener(push_blacklist)
+        leadership.on_change(lambda leader: push_blacklist() if leader else None)
         services.hours = BusinessHours(services.db, config.hours)
         services.callbacks = CallbackService(services.db, services.bus)
         services.recordings = RecordingService(services)
@@ -132,14 +160,19 @@ class Daemon:
         await _maybe_await(services.harassment.start)
         if services.config.recordings.retention_days > 0:
             self._spawn(self._retention_loop(services))
-        # Messages are persisted first: this loop also sends those scheduled before a restart.
-        self._spawn(services.extra["sms"].run(self._stop))
+        # Messages are persisted first: this loop also sends those scheduled before a restart. With several
+        # nodes only the leader sends (and a message is claimed atomically before it goes out).
+        self._spawn(services.extra["sms"].run(self._stop, active=lambda: self.leadership.is_leader))
 
     async def _retention_loop(self, services: Services, every: float = 6 * 3600) -> None:
         while not self._stop.is_set():
             try:
+                if not self.leadership.is_leader:
+                    raise _NotLeading
                 report = await services.recordings.apply_retention()
                 log.info("recording retention: %s", report)
+            except _NotLeading:
+                pass  # another node runs retention
             except Exception:
                 log.exception("recording retention failed; will retry")
             with contextlib.suppress(TimeoutError):
@@ -169,6 +202,8 @@ class Daemon:
             return
         for name in ("agi", "simulator", "harassment", "recordings", "tracker"):
             await _stop_quietly(getattr(services, name))
+        # After the tracker has flushed what it owes as leader, before the AMI link goes: hand the stream over.
+        await _stop_quietly(self.leadership)
         if services.ami is not None:
             await _stop_quietly(services.ami, "close")
         if self._sim_server is not None:
@@ -177,6 +212,10 @@ class Daemon:
             await _stop_quietly(services.extra["sms"].gateway, "close")
         await services.bus.close()
         await services.db.close()
+
+
+class _NotLeading(Exception):
+    pass
 
 
 async def _maybe_await(fn) -> None:  # type: ignore[no-untyped-def]

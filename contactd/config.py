@@ -60,6 +60,9 @@ class DBConfig:
 class BusConfig:
     redis_url: str = ""  # empty = in-process
     queue_size: int = 1000
+    # Several nodes (redis_url set): seconds the AMI-stream owner's Redis lease lasts unless renewed; a dead
+    # owner is replaced within about 1.3x this, a live one renews every third of it.
+    leader_ttl: float = 10.0
 
 
 @dataclass
@@ -237,6 +240,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("db.url: must not be empty")
     if config.bus.redis_url and not config.bus.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"bus.redis_url: must start with redis:// or rediss://, got {config.bus.redis_url!r}")
+    if not config.bus.leader_ttl > 0:
+        raise ConfigError(f"bus.leader_ttl: must be a positive number of seconds, got {config.bus.leader_ttl!r}")
     if config.sms.driver not in ("outbox", "http"):
         raise ConfigError(f"sms.driver: must be 'outbox' or 'http', got {config.sms.driver!r}")
     if config.sms.driver == "http" and not config.sms.http_url:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from contactd.app import Daemon
 from contactd.config import load_config
 from contactd.simulator.agi_caller import CallerBehaviour
-from contactd.store.models import Call
+from contactd.store.models import Call, Customer
 
 
 def daemon_config(tmp_path: Path, **env: str):  # type: ignore[no-untyped-def]
@@ -40,6 +40,8 @@ async def test_simulated_call_flows_through_every_layer(tmp_path: Path) -> None:
         assert health["db"]["ok"] and health["bus"]["ok"] and health["status"] == "ok"
         assert "secret" not in str(health).lower()
 
+        async with services.db.transaction() as session:
+            session.add(Customer(name="홍길동", mobile="01012345678"))
         events = services.bus.subscribe("call.*")
         call = await services.simulator.inbound_call("01012345678", "홍길동", behaviour=CallerBehaviour(keys=["2"]),
                                                      answer_by="1001", talk_seconds=1.0)
@@ -59,6 +61,7 @@ async def test_simulated_call_flows_through_every_layer(tmp_path: Path) -> None:
         assert (row.from_number, row.from_name, row.agent_extension, row.direction) == \
             ("01012345678", "홍길동", "1001", "in")
         assert row.disposition == "ANSWERED" and row.ivr_choice == "2"
+        assert row.customer_id is not None  # linked by number, so history and the customer's tabs find it
         for _ in range(50):  # the recording row is completed once MixMonitor's file has closed
             async with services.db.session() as session:
                 row = await session.scalar(select(Call))

@@ -288,7 +288,12 @@ class RecordingService:
         failed = linkedid in self._failed
         self._failed.discard(linkedid)
         if active is None and not failed:
-            return None
+            recorded = str(payload.get("recording_path") or "")
+            if not recorded:
+                return None
+            # MixMonitor started elsewhere: by the node that owned the AMI stream before a hand-over mid-call
+            # (several nodes), or by the dialplan. Measure the file here, or the row stays `recording` for good.
+            active = _Active(linkedid, "", recorded)
         status = await self.finalize(linkedid, relpath=active.relpath if active else None)
         if status == "missing" and active is not None and self.settle_delays:
             self._spawn(self._settle(linkedid, active.relpath), f"recording-settle-{linkedid}")

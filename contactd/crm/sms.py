@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, or_, select, update
 
 from ..bus import Bus
 from ..config import SmsConfig
@@ -202,7 +202,7 @@ class SmsService:
                 if wait is not None:
                     await self._postpone(message.id, wait)
                     continue
-            await self._send_message(message.id)
+            await self._send_message(message.id, resume=message.status == "sending")
             sent += 1
         return sent
 
@@ -213,12 +213,16 @@ class SmsService:
                 message.scheduled_at = until
                 log.info("sms %d waits for the end of quiet hours (%s)", message_id, until.isoformat())
 
-    async def _send_message(self, message_id: int) -> None:
+    async def _send_message(self, message_id: int, *, resume: bool = False) -> None:
         async with self.db.transaction() as session:
+            # Claim it in one conditional UPDATE: of two senders racing for a message, exactly one wins.
+            claimed = await session.execute(update(SmsMessage).where(
+                SmsMessage.id == message_id, SmsMessage.status == "scheduled").values(status="sending"))
             message = await session.get(SmsMessage, message_id)
-            if message is None or message.status not in ("scheduled", "sending"):
+            if message is None or message.status != "sending":
                 return  # cancelled meanwhile
-            message.status = "sending"
+            if claimed.rowcount == 0 and not resume:
+                return  # another sender has it
         image = await asyncio.to_thread(Path(message.image_path).read_bytes) if message.image_path else None
         async with self.db.session() as session:
             waiting = list(await session.scalars(select(SmsRecipient).where(
@@ -262,7 +266,8 @@ class SmsService:
         await self._settle(message_id)
         return True
 
-    async def run(self, stop: asyncio.Event, *, interval: float = 5.0) -> None:
+    async def run(self, stop: asyncio.Event, *, interval: float = 5.0,
+                  active: Callable[[], bool] = lambda: True) -> None:
         """The daemon's sender loop: picks up scheduled messages, also those saved before a restart.
 
         One loop does all sending (a handler only wakes it), so a message can never be sent by two passes at once.
@@ -270,7 +275,8 @@ class SmsService:
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self.send_due()
+                if active():
+                    await self.send_due()
             except Exception:
                 log.exception("sms dispatcher pass failed; retrying")
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]

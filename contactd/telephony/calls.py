@@ -30,6 +30,10 @@ says ANSWERED. billsec counts from that answer.
 The AMI handler is synchronous and does no I/O; bus publishing and CDR writes happen in the tracker's own
 task, fed through a bounded outbox (publishes beyond it are dropped and counted in `overflows`; CDR rows are
 never dropped).
+
+Several nodes on one Asterisk (telephony/leadership.py): every node's tracker folds every event, so call control
+works anywhere, but only the leader publishes and writes CDRs. A follower keeps the rows of calls that ended
+for a while; on promotion it re-syncs and writes those the old leader never wrote.
 """
 
 from __future__ import annotations
@@ -38,16 +42,18 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from contactd.config import PBXConfig
 from contactd.store.models.calls import Call
+from contactd.store.models.customers import Customer
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +191,7 @@ class CallTracker:
     def __init__(self, ami: Any, bus: Any, db: Any, pbx_config: PBXConfig | None = None, *,
                  agent_contexts: Iterable[str] | None = None, outbox_size: int = 10000,
                  clock: Callable[[], datetime] = _now, remember_ended: int = 10000,
-                 publish_timeout: float = 5.0) -> None:
+                 publish_timeout: float = 5.0, leadership: Any = None, standby_keep: float = 600.0) -> None:
         self.ami = ami
         self.bus = bus
         self.db = db
@@ -195,6 +201,15 @@ class CallTracker:
         self.clock = clock
         self.outbox_size = outbox_size
         self.publish_timeout = publish_timeout
+        # Several nodes on one Asterisk (telephony/leadership.py): every node folds every event, but only the
+        # leader publishes call.* and writes CDRs. None = always the leader (one node).
+        self.leadership = leadership
+        self.standby_keep = standby_keep
+        # Follower only: CDR rows of calls that ended here, kept for `standby_keep` seconds. On promotion the
+        # ones the old leader never wrote (it died before their hang-up) are written; linkedid keeps it idempotent.
+        self._standby: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._takeover_task: asyncio.Task[None] | None = None
+        self._leadership_hooked = False
         self.live_calls: dict[str, LiveCall] = {}
         self.overflows = 0
         self.errors = 0
@@ -234,6 +249,9 @@ class CallTracker:
         """Subscribe to the AMI client and start the writer task; re-sync runs after every (re)login."""
         if self._worker is None:
             self._worker = asyncio.create_task(self._run_worker(), name="call-tracker-writer")
+        if self.leadership is not None and not self._leadership_hooked:
+            self._leadership_hooked = True  # Leadership has no way to remove a callback: register once
+            self.leadership.on_change(self._on_leadership)
         if self.ami is not None and self._unsubscribe is None:
             self._unsubscribe = self.ami.subscribe(self.handle, *TRACKED_EVENTS)
             self.ami.add_connect_listener(self._on_connect)
@@ -247,13 +265,14 @@ class CallTracker:
             self._unsubscribe = None
         with contextlib.suppress(asyncio.TimeoutError):
             await self.flush(timeout)
-        for task in (self._worker, self._resync_task):
+        for task in (self._worker, self._resync_task, self._takeover_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._worker = None
         self._resync_task = None
+        self._takeover_task = None
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is published/written (tests, shutdown)."""
@@ -262,6 +281,46 @@ class CallTracker:
                 await self._idle.wait()
                 await asyncio.sleep(0)
         await asyncio.wait_for(drained(), timeout)
+
+    @property
+    def leading(self) -> bool:
+        """True when this node publishes call.* events and writes CDRs (the AMI stream's owner)."""
+        return self.leadership is None or bool(self.leadership.is_leader)
+
+    async def _on_leadership(self, leading: bool) -> None:
+        if not leading or self._worker is None:
+            return  # stepping down needs nothing: _publish/_end look at the flag; a stopped tracker ignores it
+        log.info("call tracker: this node now owns the AMI stream; re-syncing live calls")
+        # Held so stop() can cancel it; the leadership task awaiting us is cancelled on its own stop().
+        self._takeover_task = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            await self.resync()
+            await self._write_standby()
+        finally:
+            self._takeover_task = None
+
+    async def _write_standby(self) -> None:
+        """Write the CDRs of calls that ended while no node was leading (the old leader died first)."""
+        self._prune_standby()
+        if not self._standby:
+            return
+        rows = [row for _, row in self._standby.values()]
+        self._standby.clear()
+        linkedids = [row["linkedid"] for row in rows]
+        async with self.db.session() as session:
+            written = set(await session.scalars(select(Call.linkedid).where(Call.linkedid.in_(linkedids))))
+        for row in rows:
+            if row["linkedid"] not in written:
+                log.info("call tracker: writing CDR of %s, which ended during the leader change", row["linkedid"])
+                self._enqueue(("cdr", row), droppable=False)
+
+    def _prune_standby(self) -> None:
+        horizon = time.monotonic() - self.standby_keep
+        while self._standby:
+            first = next(iter(self._standby.values()))
+            if first[0] >= horizon and len(self._standby) <= self._remember:
+                break
+            self._standby.popitem(last=False)
 
     async def _on_connect(self, *_: Any) -> None:
         # The AMI client has no way to remove a connect listener: a stopped tracker just ignores it.
@@ -813,7 +872,12 @@ class CallTracker:
         self._remember_ended(call.linkedid)
         for old in [old for old, new in self._alias.items() if new == call.linkedid]:
             del self._alias[old]
-        self._enqueue(("cdr", self._cdr_row(call, when)), droppable=False)
+        row = self._cdr_row(call, when)
+        if self.leading:
+            self._enqueue(("cdr", row), droppable=False)
+        else:
+            self._standby[call.linkedid] = (time.monotonic(), row)
+            self._prune_standby()
 
     def _disposition(self, call: LiveCall) -> str:
         if call.answered:
@@ -927,6 +991,8 @@ class CallTracker:
     # ------------------------------------------------------------------------------------------- writer task
 
     def _publish(self, topic: str, payload: dict[str, Any]) -> None:
+        if not self.leading:
+            return  # the leader announces it; a follower's copy would pop every screen twice
         self._enqueue(("publish", (topic, payload)), droppable=True)
 
     def _enqueue(self, item: tuple[str, Any], *, droppable: bool) -> None:
@@ -994,11 +1060,24 @@ class CallTracker:
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-        stmt = insert(Call).values(**row).on_conflict_do_nothing(index_elements=["linkedid"])
         async with self.db.transaction() as session:
+            if row.get("customer_id") is None:
+                row = {**row, "customer_id": await _customer_for(session, row)}
+            stmt = insert(Call).values(**row).on_conflict_do_nothing(index_elements=["linkedid"])
             await session.execute(stmt)
             result = await session.execute(select(Call.id).where(Call.linkedid == row["linkedid"]))
             return result.scalar_one_or_none()
+
+
+async def _customer_for(session: Any, row: dict[str, Any]) -> int | None:
+    """The customer on the other end (the caller of an inbound call, the callee of an outbound one), by number,
+    so call history, the customer's calls tab and search by name find the call."""
+    number = row["to_number"] if row["direction"] == "out" else row["from_number"]
+    if not number or not number.isdigit() or len(number) <= 4:
+        return None
+    found = await session.execute(select(Customer.id).where(
+        or_(Customer.mobile == number, Customer.phone == number)).order_by(Customer.id).limit(1))
+    return found.scalar_one_or_none()
 
 
 class _SnapshotMessage:

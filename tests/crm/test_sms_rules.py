@@ -229,3 +229,17 @@ async def test_wake_sends_at_once_without_waiting_for_the_tick(any_db: Database,
     finally:
         stop.set()
         await asyncio.wait_for(loop, 5)
+
+
+async def test_two_senders_racing_send_each_message_once(any_db: Database, tmp_path: Path) -> None:
+    import asyncio
+
+    spool = tmp_path / "spool"
+    clock = Clock(NOON_SEOUL)
+    first = SmsService(any_db, OutboxGateway(spool), config(tmp_path), clock=clock)
+    second = SmsService(any_db, OutboxGateway(spool), config(tmp_path), clock=clock)
+    for n in range(5):
+        await first.compose([Recipient(f"0101111{n:04d}")], f"메시지 {n}")
+    await asyncio.gather(first.send_due(), second.send_due())
+    lines = (spool / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 5
