@@ -245,6 +245,7 @@ class CallControlService:
 
     async def hold(self, agent_ext: str) -> CallActionResult:
         live = self.live_call(agent_ext)
+        self._forget_ended()
         if live.linkedid in self._held:
             raise CallControlError(f"the call at {agent_ext} is already on hold")
         agent_channel = self._agent_channel(live, agent_ext)
@@ -277,13 +278,15 @@ class CallControlService:
         return CallActionResult("unhold", live.linkedid, agent_ext, held.customer_channel)
 
     async def _bridge(self, channel1: str, channel2: str) -> None:
-        """AMI `Bridge` (two channels already in the PBX). PBX has no method for it yet: go through its action
-        plumbing so errors still come back as PBXError / ChannelNotFound."""
-        pbx = self._pbx
-        if hasattr(pbx, "bridge"):
-            await pbx.bridge(channel1, channel2)
-        else:
-            await pbx._action("Bridge", {"Channel1": channel1, "Channel2": channel2, "Tone": "no"})
+        await self._pbx.bridge(channel1, channel2)
+
+    def _forget_ended(self) -> None:
+        """Hold state of calls that ended while held (hung up on hold music) must not outlive them."""
+        tracker = self.services.tracker
+        if tracker is None:
+            return
+        for linkedid in [k for k in self._held if tracker.get(k) is None]:
+            del self._held[linkedid]
 
     def is_on_hold(self, agent_ext: str) -> bool:
         tracker = self.services.tracker

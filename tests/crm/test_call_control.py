@@ -157,3 +157,14 @@ async def test_away_and_online(rig) -> None:  # type: ignore[no-untyped-def]
     await control.set_online("1001", False)  # already offline: "Not there" is not an error
     with pytest.raises(UnknownExtension):
         await control.set_online("abc", True)
+
+
+async def test_hold_state_does_not_outlive_a_call_hung_up_on_hold(rig) -> None:  # type: ignore[no-untyped-def]
+    control = CallControlService(rig.services)
+    first = await answered(rig)
+    await control.hold("1001")
+    rig.sim.hangup(first)  # the customer gives up while listening to the hold music
+    await wait_for(lambda: rig.tracker.get(first.linkedid) is None, what="call ended")
+    second = await answered(rig)
+    await control.hold("1001")  # a new call on the same phone holds normally
+    assert control.is_on_hold("1001") and list(control._held) == [second.linkedid]
