@@ -13,7 +13,7 @@ import fnmatch
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,6 +202,44 @@ class RedisBus(Bus):
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
+
+
+class BusConsumer:
+    """Feeds every event matching `patterns` to `handle`, in its own task over its own bounded subscription.
+
+    A handler that raises loses only that event (logged); the others keep coming. Features that react to the bus
+    (recordings, harassment, the panel's screen-pop and inbox hubs) each own one of these.
+    """
+
+    def __init__(self, bus: Bus, *patterns: str, handle: Callable[[BusEvent], Awaitable[None]], name: str,
+                 maxsize: int | None = None) -> None:
+        self.bus = bus
+        self.patterns = patterns
+        self.handle = handle
+        self.name = name
+        self.maxsize = maxsize
+        self._sub: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._sub = self.bus.subscribe(*self.patterns, maxsize=self.maxsize, name=self.name)
+        self._task = asyncio.create_task(self._run(self._sub), name=f"bus-consumer-{self.name}")
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 5)
+        self._sub = self._task = None
+
+    async def _run(self, sub: Subscription) -> None:
+        async for event in sub:
+            try:
+                await self.handle(event)
+            except Exception:
+                log.exception("%s: handling %s failed", self.name, event.topic)
 
 
 def make_bus(redis_url: str = "", *, queue_size: int = 1000) -> Bus:

@@ -57,3 +57,26 @@ async def test_redis_bus_crosses_nodes(redis_url: str) -> None:
     finally:
         await node_a.close()
         await node_b.close()
+
+
+async def test_consumer_survives_a_failing_event_and_stops_cleanly(bus: Bus) -> None:
+    from contactd.bus import BusConsumer
+
+    handled: list[int] = []
+
+    async def handle(event) -> None:  # type: ignore[no-untyped-def]
+        if event.payload["n"] == 1:
+            raise RuntimeError("one bad event")
+        handled.append(event.payload["n"])
+
+    consumer = BusConsumer(bus, "call.*", handle=handle, name="test-consumer")
+    await consumer.start()
+    for n in range(3):
+        await bus.publish("call.ended", {"n": n})
+    for _ in range(50):
+        if len(handled) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert handled == [0, 2]
+    await consumer.stop()
+    assert bus.subscriber_count == 0

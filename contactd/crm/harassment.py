@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from ..bus import BusConsumer, BusEvent
 from ..store.models import Call
 from ..store.models.base import utcnow
 from ..store.models.incidents import INCIDENT_KINDS, Incident
@@ -53,42 +54,21 @@ class HarassmentService:
         self.agent_release_timeout = agent_release_timeout
         # linkedid -> kind for calls whose CDR row was not written yet when the agent pressed the button.
         self._pending: OrderedDict[str, str] = OrderedDict()
-        self._sub: Any = None
-        self._consumer: asyncio.Task[None] | None = None
+        self._consumer = BusConsumer(services.bus, "call.ended", handle=self._on_call_ended, name="harassment")
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        self._sub = self.services.bus.subscribe("call.ended", name="harassment")
-        self._consumer = asyncio.create_task(self._consume(), name="harassment-consumer")
+        await self._consumer.start()
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            self._sub.close()
-        if self._consumer is not None:
-            self._consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._consumer, 5)
-            self._consumer = None
+        await self._consumer.stop()
 
-    async def _consume(self) -> None:
-        assert self._sub is not None
-        while True:
-            try:
-                event = await self._sub.get(timeout=5.0)
-            except TimeoutError:
-                continue
-            except StopAsyncIteration:
-                return
-            linkedid = str(event.payload.get("linkedid") or "")
-            kind = self._pending.get(linkedid)
-            if kind is None:
-                continue
-            try:
-                if await self._mark_call(linkedid, kind):
-                    self._pending.pop(linkedid, None)
-            except Exception:
-                log.exception("harassment: marking call %s failed", linkedid)
+    async def _on_call_ended(self, event: BusEvent) -> None:
+        linkedid = str(event.payload.get("linkedid") or "")
+        kind = self._pending.get(linkedid)
+        if kind is not None and await self._mark_call(linkedid, kind):
+            self._pending.pop(linkedid, None)
 
     # ------------------------------------------------------------------------------------------- the button
 

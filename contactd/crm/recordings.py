@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from ..bus import BusConsumer, BusEvent
 from ..store.models import Call, User
 from ..store.models.base import utcnow
 
@@ -175,15 +176,14 @@ class RecordingService:
         self._by_channel: OrderedDict[str, _Active] = OrderedDict()
         self._failed: set[str] = set()  # linkedids whose MixMonitor Asterisk refused
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._sub: Any = None
         self._unsubscribe: Any = None
-        self._consumer: asyncio.Task[None] | None = None
+        self._consumer = BusConsumer(services.bus, "call.answered", "call.ended", handle=self._on_event,
+                                     name="recordings")
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        self._sub = self.services.bus.subscribe("call.answered", "call.ended", name="recordings")
-        self._consumer = asyncio.create_task(self._consume(), name="recordings-consumer")
+        await self._consumer.start()
         ami = self.services.ami
         if ami is not None:
             self._unsubscribe = ami.subscribe(self._on_mixmonitor_stop, "MixMonitorStop")
@@ -193,36 +193,23 @@ class RecordingService:
             with contextlib.suppress(Exception):
                 self._unsubscribe()
             self._unsubscribe = None
-        if self._sub is not None:
-            self._sub.close()
-        tasks = [t for t in (self._consumer, *self._tasks) if t is not None]
+        await self._consumer.stop()
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
-        self._consumer = None
         self._tasks.clear()
 
-    async def _consume(self) -> None:
-        assert self._sub is not None
-        while True:
-            try:
-                event = await self._sub.get(timeout=5.0)
-            except TimeoutError:
-                continue
-            except StopAsyncIteration:
-                return
-            # With the Redis bus every node sees every call: only the node whose tracker saw it records it.
-            if event.origin and event.origin != self.services.bus.node_id:
-                continue
-            try:
-                if event.topic == "call.answered":
-                    await self.on_answered(event.payload)
-                elif event.topic == "call.ended":
-                    await self.on_ended(event.payload)
-            except Exception:
-                log.exception("recordings: handling %s failed", event.topic)
+    async def _on_event(self, event: BusEvent) -> None:
+        # With the Redis bus every node sees every call: only the node whose tracker saw it records it.
+        if event.origin and event.origin != self.services.bus.node_id:
+            return
+        if event.topic == "call.answered":
+            await self.on_answered(event.payload)
+        elif event.topic == "call.ended":
+            await self.on_ended(event.payload)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

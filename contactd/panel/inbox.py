@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..bus import Bus, Subscription
+from ..bus import Bus, BusConsumer, BusEvent
 from ..crm.call_history import CallHistoryService
 from ..crm.callbacks import CallbackError, CallbackService
 from ..crm.tickets import TicketNotFound, is_overdue
@@ -54,37 +54,19 @@ class InboxHub:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.clients: set[InboxClient] = set()
-        self._sub: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._consumer = BusConsumer(bus, *TOPICS, handle=self._fan_out, name="panel-inbox")
 
     async def start(self) -> None:
-        self._sub = self.bus.subscribe(*TOPICS, name="panel-inbox")
-        self._task = asyncio.create_task(self._run(), name="panel-inbox")
+        await self._consumer.start()
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            self._sub.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5)
+        await self._consumer.stop()
         for client in list(self.clients):
             client.offer(None)
 
-    async def _run(self) -> None:
-        assert self._sub is not None
-        while True:
-            try:
-                event = await self._sub.get(timeout=30.0)
-            except TimeoutError:
-                continue
-            except StopAsyncIteration:
-                return
-            try:
-                for client in list(self.clients):
-                    client.offer(event.topic)
-            except Exception:  # one bad event must not end the inbox refresh for everyone
-                log.exception("inbox: failed to fan out %s", event.topic)
+    async def _fan_out(self, event: BusEvent) -> None:
+        for client in list(self.clients):
+            client.offer(event.topic)
 
     def connect(self, user: User) -> InboxClient:
         client = InboxClient(user.id)

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from ..bus import Bus, BusEvent, Subscription
+from ..bus import Bus, BusConsumer, BusEvent
 from ..crm.customers import CustomerService
 from ..crm.phone import PhoneNumberError, is_mobile, normalize
 from ..crm.phone import display as phone_display
@@ -92,8 +92,7 @@ class ScreenPop:
         self.catalogues = catalogues
         self.sections: dict[str, Section] = {}
         self.clients: set[Client] = set()
-        self._sub: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._consumer = BusConsumer(bus, *TOPICS, handle=self.dispatch, name="panel-screenpop")
         self._event_id = 0
 
     # ---- plug-in sections --------------------------------------------------------------------------------
@@ -103,16 +102,10 @@ class ScreenPop:
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._sub = self.bus.subscribe(*TOPICS, name="panel-screenpop")
-        self._task = asyncio.create_task(self._run(), name="panel-screenpop")
+        await self._consumer.start()
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            self._sub.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await self._consumer.stop()
         for client in list(self.clients):
             client.offer(None)  # ends each open stream so shutdown does not wait on them
 
@@ -126,18 +119,6 @@ class ScreenPop:
         self.clients.discard(client)
 
     # ---- fan-out ------------------------------------------------------------------------------------------
-    async def _run(self) -> None:
-        assert self._sub is not None
-        while True:
-            try:
-                event = await self._sub.get()
-            except StopAsyncIteration:
-                return
-            try:
-                await self.dispatch(event)
-            except Exception:  # one bad event must not end the screen-pop for everyone
-                log.exception("screen-pop: failed to handle %s", event.topic)
-
     async def dispatch(self, event: BusEvent) -> None:
         payload = event.payload
         linkedid = str(payload.get("linkedid") or "")
