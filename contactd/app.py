@@ -67,7 +67,8 @@ class Daemon:
         services.pbx = PBX(ami, config.pbx)
         self.leadership = self._build_leadership(ami, bus.node_id)
         services.extra["leadership"] = self.leadership
-        services.tracker = CallTracker(ami, bus, db, config.pbx, leadership=self.leadership)
+        services.tracker = CallTracker(ami, bus, db, config.pbx, leadership=self.leadership,
+                                       cdr_spool=config.db.cdr_spool)
         await _maybe_await(getattr(services.tracker, "start", None))
         await self.leadership.start()
 

@@ -54,6 +54,8 @@ class WebConfig:
 @dataclass
 class DBConfig:
     url: str = "sqlite+aiosqlite:///var/contactd.sqlite3"
+    # CDRs the database refuses (down, locked) wait here on disk and are written when it is back.
+    cdr_spool: str = "var/cdr-spool.jsonl"
 
 
 @dataclass

@@ -47,6 +47,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -54,6 +55,7 @@ from sqlalchemy import or_, select
 from contactd.config import PBXConfig
 from contactd.store.models.calls import Call
 from contactd.store.models.customers import Customer
+from contactd.store.spool import RowSpool
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +193,8 @@ class CallTracker:
     def __init__(self, ami: Any, bus: Any, db: Any, pbx_config: PBXConfig | None = None, *,
                  agent_contexts: Iterable[str] | None = None, outbox_size: int = 10000,
                  clock: Callable[[], datetime] = _now, remember_ended: int = 10000,
-                 publish_timeout: float = 5.0, leadership: Any = None, standby_keep: float = 600.0) -> None:
+                 publish_timeout: float = 5.0, leadership: Any = None, standby_keep: float = 600.0,
+                 cdr_spool: str | Path | None = None, spool_retry: float = 5.0) -> None:
         self.ami = ami
         self.bus = bus
         self.db = db
@@ -210,6 +213,10 @@ class CallTracker:
         self._standby: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self._takeover_task: asyncio.Task[None] | None = None
         self._leadership_hooked = False
+        # CDRs the database refused through every retry wait here, on disk, and are written when it is back.
+        self.spool = RowSpool(cdr_spool) if cdr_spool is not None else None
+        self.spool_retry = spool_retry
+        self._spool_task: asyncio.Task[None] | None = None
         self.live_calls: dict[str, LiveCall] = {}
         self.overflows = 0
         self.errors = 0
@@ -249,6 +256,8 @@ class CallTracker:
         """Subscribe to the AMI client and start the writer task; re-sync runs after every (re)login."""
         if self._worker is None:
             self._worker = asyncio.create_task(self._run_worker(), name="call-tracker-writer")
+        if self.spool is not None and self._spool_task is None:
+            self._spool_task = asyncio.create_task(self._run_spool(), name="call-tracker-cdr-spool")
         if self.leadership is not None and not self._leadership_hooked:
             self._leadership_hooked = True  # Leadership has no way to remove a callback: register once
             self.leadership.on_change(self._on_leadership)
@@ -265,11 +274,12 @@ class CallTracker:
             self._unsubscribe = None
         with contextlib.suppress(asyncio.TimeoutError):
             await self.flush(timeout)
-        for task in (self._worker, self._resync_task, self._takeover_task):
+        for task in (self._worker, self._resync_task, self._takeover_task, self._spool_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        self._spool_task = None
         self._worker = None
         self._resync_task = None
         self._takeover_task = None
@@ -1044,9 +1054,37 @@ class CallTracker:
                 raise
             except Exception as exc:
                 if attempt == attempts - 1:
-                    log.error("call tracker: CDR for %s not written: %s", row["linkedid"], exc)
-                    raise
+                    if self.spool is None:
+                        log.error("call tracker: CDR for %s not written: %s", row["linkedid"], exc)
+                        raise
+                    await asyncio.to_thread(self.spool.append, row)
+                    log.error("call tracker: database unavailable (%s); CDR for %s kept in %s until it is back",
+                              type(exc).__name__, row["linkedid"], self.spool.path)
+                    return
                 await asyncio.sleep(0.2 * (attempt + 1))
+        await self._announce_cdr(row, call_id)
+
+    async def _run_spool(self) -> None:
+        """Write spooled CDRs (also those left by a previous run) once the database takes them again."""
+        assert self.spool is not None
+        while True:
+            rows = await asyncio.to_thread(self.spool.load)
+            written: set[str] = set()
+            for row in rows:
+                try:
+                    call_id = await self._insert_cdr(row)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    break  # still down: try again later, oldest first
+                written.add(row["linkedid"])
+                await self._announce_cdr(row, call_id)
+            if written:
+                await asyncio.to_thread(self.spool.remove, written)
+                log.info("call tracker: %d spooled CDR(s) written", len(written))
+            await asyncio.sleep(self.spool_retry)
+
+    async def _announce_cdr(self, row: dict[str, Any], call_id: int | None) -> None:
         self.cdrs_written += 1
         await self._send("call.ended", {
             "linkedid": row["linkedid"], "disposition": row["disposition"], "billsec": row["billsec"],
