@@ -240,3 +240,12 @@ async def test_inbox_events_push_ticket_changes(panel: Panel) -> None:
     topics = {await asyncio.wait_for(next_event(), 5), await asyncio.wait_for(next_event(), 5)}
     assert topics == {"ticket.created", "ticket.transferred"}
     response.close()
+
+
+async def test_ticket_page_links_to_order_search_for_its_customer(panel: Panel, db: Database) -> None:
+    kim = await panel.login("kim")
+    customer = await CustomerService(db).create(name="주문고객", mobile="010-4444-5555")
+    ticket = await new_ticket(kim, customer_id=customer.id)
+    async with kim.http.get(f"/tickets/{ticket['id']}") as response:
+        html = await response.text()
+    assert f'href="/orders?ticket={ticket["id"]}&amp;phone=01044445555&amp;period=all"' in html
