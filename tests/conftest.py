@@ -16,22 +16,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from service_checks import unavailable
 
 from contactd.bus import Bus
 from contactd.store.db import Database, upgrade_to_head
 
 PG_ADMIN_URL = os.environ.get("CONTACTD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CONTACTD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-REQUIRE_SERVICES = os.environ.get("CONTACTD_TEST_REQUIRE_SERVICES") == "1"
-
-
-def unavailable(reason: str) -> None:
-    """Skip on a newcomer's machine; fail in CI, where PostgreSQL, Redis and Chromium must be there."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
 
 
 def _off_loop(fn, *args):  # type: ignore[no-untyped-def]

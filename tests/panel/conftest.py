@@ -79,7 +79,7 @@ async def daemon(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser() -> AsyncIterator[Any]:
     if not Path(CHROMIUM).exists():  # noqa: ASYNC240 - one stat at session start
-        from tests.conftest import unavailable
+        from service_checks import unavailable
 
         unavailable("chromium not installed (browser test)")
     from playwright.async_api import async_playwright

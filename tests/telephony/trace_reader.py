@@ -6,7 +6,7 @@ lines are notes, and ``# t=+N.NNNs [conn]`` notes name the connection the follow
 Two older AMI files show no terminators (every line had ``\\r\\n``) and the older AGI file writes each line as
 a Python ``repr()`` string; both are handled. Lines of a file without ``[conn]`` notes get conn ``""``.
 
-    from tests.telephony.trace_reader import read_trace, server_messages, server_bytes
+    from trace_reader import read_trace, server_messages, server_bytes  (tests/telephony is on sys.path)
     for line in read_trace("ami-login-and-ping.txt"): line.conn, line.direction, line.raw
 """
 
