@@ -27,7 +27,9 @@ def random_call_plan(rng: random.Random, agents: tuple[str, ...]) -> dict[str, o
     return {
         "caller_number": random_mobile(rng),
         "caller_name": rng.choice(CALLER_NAMES),
-        "behaviour": CallerBehaviour(keys=list(rng.choice(MENU_KEYS))),
+        # After hours the same keys leave a callback: the menu key is too short for a number (asked again),
+        # then "#" = call me back on this number, "1" = confirm. In hours the menu takes the first key.
+        "behaviour": CallerBehaviour(keys=list(rng.choice(MENU_KEYS)) + (["#", "1"] if rng.random() < 0.6 else [])),
         "answer_by": rng.choice(agents[:2] or agents) if answered and agents else None,
         "ring_seconds": rng.uniform(2.0, 6.0),
         "talk_seconds": rng.uniform(5.0, 40.0),
