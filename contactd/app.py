@@ -17,8 +17,23 @@ from aiohttp import web
 
 from .bus import make_bus
 from .config import Config
+from .crm.blacklist import BlacklistService
+from .crm.business_hours import BusinessHours
+from .crm.call_control import CallControlService
+from .crm.callbacks import CallbackService
+from .crm.harassment import HarassmentService
+from .crm.recordings import RecordingService
+from .crm.sms import SmsService, SmsTemplateService
+from .crm.sms_gateways import make_gateway
+from .ivr.inbound import InboundFlow
+from .panel.app import create_panel_app
 from .services import Services
 from .store.db import Database
+from .telephony.agi import AGIServer
+from .telephony.ami import AMIClient
+from .telephony.calls import CallTracker
+from .telephony.leadership import RedisLeadership, make_leadership
+from .telephony.pbx import PBX
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +61,6 @@ class Daemon:
         self.services = services
         await asyncio.to_thread(Path(config.recordings.dir).mkdir, parents=True, exist_ok=True)
 
-        from .telephony.agi import AGIServer
-        from .telephony.ami import AMIClient
-        from .telephony.calls import CallTracker
-        from .telephony.pbx import PBX
-
         if config.uses_simulator:
             from .simulator.ami_server import SimulatedAMIServer
 
@@ -69,7 +79,7 @@ class Daemon:
         services.extra["leadership"] = self.leadership
         services.tracker = CallTracker(ami, bus, db, config.pbx, leadership=self.leadership,
                                        cdr_spool=config.db.cdr_spool)
-        await _maybe_await(getattr(services.tracker, "start", None))
+        await services.tracker.start()
         await self.leadership.start()
 
         self._build_features(services)
@@ -77,8 +87,6 @@ class Daemon:
 
         agi = AGIServer(config.agi.host, config.agi.port, header_timeout=config.agi.header_timeout,
                         idle_timeout=config.agi.idle_timeout)
-        from .ivr.inbound import InboundFlow
-
         agi.route("inbound", InboundFlow(services))
         await agi.start()
         services.agi = agi
@@ -89,9 +97,6 @@ class Daemon:
 
             services.simulator = SimulatedPBX(self._sim_server, agi_host=config.agi.host, agi_port=agi.port,
                                               recordings_dir=Path(config.recordings.dir), config=config.pbx)
-            await _maybe_await(getattr(services.simulator, "start", None))
-
-        from .panel.app import create_panel_app
 
         self._runner = web.AppRunner(create_panel_app(services), access_log=None)
         await self._runner.setup()
@@ -111,8 +116,6 @@ class Daemon:
 
     def _build_leadership(self, ami, node_id: str):  # type: ignore[no-untyped-def]
         """Several nodes (Redis bus) elect one owner of this Asterisk's AMI stream; one node always owns it."""
-        from .telephony.leadership import RedisLeadership, make_leadership
-
         config = self.config
         leadership = make_leadership(config.bus.redis_url, config.ami.host, config.ami.port,
                                      ttl=config.bus.leader_ttl, node_id=node_id, eligible=lambda: ami.connected)
@@ -126,12 +129,6 @@ class Daemon:
         return leadership
 
     def _build_features(self, services: Services) -> None:
-        from .crm.blacklist import BlacklistService
-        from .crm.business_hours import BusinessHours
-        from .crm.call_control import CallControlService
-        from .crm.callbacks import CallbackService
-        from .crm.harassment import HarassmentService
-        from .crm.recordings import RecordingService
 
         config = services.config
         services.blacklist = BlacklistService(services.db, services.pbx, config.pbx)
@@ -150,9 +147,6 @@ class Daemon:
         services.recordings = RecordingService(services)
         services.harassment = HarassmentService(services)
         services.call_control = CallControlService(services)
-        from .crm.sms import SmsService, SmsTemplateService
-        from .crm.sms_gateways import make_gateway
-
         services.extra["sms"] = SmsService(services.db, make_gateway(config.sms), config.sms, bus=services.bus)
         services.extra["sms_templates"] = SmsTemplateService(services.db)
 
@@ -201,7 +195,9 @@ class Daemon:
             await self._runner.cleanup()
         if services is None:
             return
-        for name in ("agi", "simulator", "harassment", "recordings", "tracker"):
+        await _stop_quietly(services.agi)
+        await _stop_quietly(services.simulator, "close")
+        for name in ("harassment", "recordings", "tracker"):
             await _stop_quietly(getattr(services, name))
         # After the tracker has flushed what it owes as leader, before the AMI link goes: hand the stream over.
         await _stop_quietly(self.leadership)
