@@ -224,11 +224,10 @@ async def _maybe_await(fn) -> None:  # type: ignore[no-untyped-def]
 
 
 async def _stop_quietly(obj, method: str = "stop") -> None:  # type: ignore[no-untyped-def]
+    """Stop one service; its failure is logged so the others still stop (a missing method is a wiring bug)."""
     if obj is None:
         return
-    fn = getattr(obj, method, None)
-    if fn is None:
-        return
+    fn = getattr(obj, method)
     try:
         await _maybe_await(fn)
     except Exception:
