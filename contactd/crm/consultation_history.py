@@ -54,10 +54,11 @@ class ConsultationHistoryService:
         if agent_id is not None:
             query = query.where(or_(Ticket.created_by_id == agent_id, Ticket.assignee_id == agent_id))
         if keyword.strip():
-            pattern = f"%{keyword.strip()}%"
-            in_entries = select(TicketEntry.ticket_id).where(TicketEntry.body.like(pattern))
-            query = query.where(or_(Ticket.title.like(pattern), Ticket.body.like(pattern),
-                                    Ticket.id.in_(in_entries)))
+            # The keyword is text: "100%" or "_" must not act as LIKE wildcards (autoescape escapes them).
+            text = keyword.strip()
+            in_entries = select(TicketEntry.ticket_id).where(TicketEntry.body.contains(text, autoescape=True))
+            query = query.where(or_(Ticket.title.contains(text, autoescape=True),
+                                    Ticket.body.contains(text, autoescape=True), Ticket.id.in_(in_entries)))
         query = query.order_by(Ticket.created_at.desc()).limit(limit)
         async with self.db.session() as session:
             rows = (await session.execute(query)).all()

@@ -22,6 +22,9 @@ from .customers import CustomerError, clean_fields
 IMPORT_FIELDS = ("name", "mobile", "phone", "zip", "address", "memo")
 MAX_ROWS = 50_000
 PREVIEW_ROWS = 8
+PREVIEW_COLUMNS = 52  # A..AZ on the mapping screen; a sheet claiming 16384 columns must not fill the page
+# A 50,000-row customer sheet unpacks to ~15 MB of XML; a zip bomb claims gigabytes from a few hundred KB.
+MAX_UNPACKED = 200 * 1024 * 1024
 _COLUMN_RE = re.compile(r"^[A-Z]{1,3}$")
 
 
@@ -84,9 +87,24 @@ def parse_columns(mapping: dict[str, str | None]) -> dict[str, int]:
     return out
 
 
+def _check_archive(data: bytes) -> None:
+    """Refuse a zip bomb from its directory, before anything is unpacked. The sizes it declares are binding:
+    Python's zipfile never inflates a member past its declared size (the CRC check then fails the read)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(item.file_size for item in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CustomerImportError("import.err.not_xlsx", "엑셀(.xlsx) 파일을 읽을 수 없습니다") from exc
+    if unpacked > MAX_UNPACKED:
+        raise CustomerImportError("import.err.too_big",
+                                  f"파일의 압축을 풀면 너무 큽니다 (최대 {MAX_UNPACKED // (1024 * 1024)}MB)",
+                                  max_mb=MAX_UNPACKED // (1024 * 1024))
+
+
 def _open(data: bytes) -> Any:
     from openpyxl import load_workbook
 
+    _check_archive(data)
     try:
         return load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError) as exc:
@@ -114,7 +132,7 @@ def preview(data: bytes, rows: int = PREVIEW_ROWS) -> list[SheetPreview]:
         out = []
         for sheet in workbook.worksheets:
             head = []
-            for values in sheet.iter_rows(max_row=rows, values_only=True):
+            for values in sheet.iter_rows(max_row=rows, max_col=PREVIEW_COLUMNS, values_only=True):
                 head.append([_cell_text(v) for v in values])
             out.append(SheetPreview(sheet.title, head))
         return out
@@ -140,7 +158,10 @@ def read_rows(data: bytes, *, sheet: str | None, start_row: int, columns: dict[s
         else:
             ws = workbook.worksheets[0]
         out: list[tuple[int, dict[str, str]]] = []
-        for number, values in enumerate(ws.iter_rows(min_row=start_row, values_only=True), start=start_row):
+        # Only the mapped columns: a sheet whose dimension claims 16384 columns would otherwise pad every row.
+        last_column = max(columns.values(), default=0) + 1
+        for number, values in enumerate(ws.iter_rows(min_row=start_row, max_col=last_column, values_only=True),
+                                        start=start_row):
             if len(out) >= MAX_ROWS:
                 raise CustomerImportError("import.err.too_many", f"한 번에 최대 {MAX_ROWS}행까지 올릴 수 있습니다",
                                           max=MAX_ROWS)

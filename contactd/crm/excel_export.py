@@ -18,6 +18,18 @@ THIN = Side(style="thin", color="BFBFBF")
 BORDER = Border(left=THIN, right=THIN, top=THIN, bottom=THIN)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse(cell) -> None:  # type: ignore[no-untyped-def]
+    """Text from users (a customer named "=HYPERLINK(...)") must stay text: openpyxl stores any string starting with
+    "=" as a formula, and Excel evaluates "+", "-", "@" too once the sheet is re-saved or edited. The cell keeps the
+    exact text, typed as a string with Excel's quote prefix, so nothing in it is ever evaluated."""
+    if isinstance(cell.value, str) and cell.value.startswith(FORMULA_STARTS):
+        cell.data_type = "s"
+        cell.quotePrefix = True
+
+
 def _table(ws, title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:  # type: ignore[no-untyped-def]
     ws["A1"] = title
     ws["A1"].font = Font(bold=True, size=14)
@@ -30,6 +42,7 @@ def _table(ws, title: str, header: Sequence[str], rows: Sequence[Sequence[object
         ws.append(list(row))
         for cell in ws[ws.max_row]:
             cell.border = BORDER
+            defuse(cell)
     for index, name in enumerate(header, 1):
         ws.column_dimensions[get_column_letter(index)].width = max(10, len(str(name)) * 2 + 2)
     ws.freeze_panes = "A4"

@@ -301,8 +301,11 @@ async def api_import(request: web.Request) -> web.StreamResponse:
 async def export_xlsx(request: web.Request) -> web.StreamResponse:
     from ..crm.excel_export import rows_workbook
 
-    found = await request.app[keys.CUSTOMERS].search(request.query.get("q", ""),
-                                                     field=request.query.get("field", "all"), limit=1000)
+    try:
+        found = await request.app[keys.CUSTOMERS].search(request.query.get("q", ""),
+                                                         field=request.query.get("field", "all"), limit=1000)
+    except CustomerError as exc:  # an unknown search field: say so instead of a 500
+        return request.app[keys.RENDERER].render(request, "error.html", status=422, message=error_text(request, exc))
     t = request.app[keys.CATALOGUES].get(request[keys.USER].language).t
     header = [t(f"customer.field.{key}") for key in FORM_FIELDS]
     rows = [[c.name, phone_display(c.mobile or ""), phone_display(c.phone or ""), c.zip, c.address, c.memo]
