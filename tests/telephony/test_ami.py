@@ -21,6 +21,7 @@ from contactd.telephony.ami import (
     AMIParser,
     AMIProtocolError,
     AMITimeoutError,
+    _Link,
     encode_action,
 )
 
@@ -206,6 +207,39 @@ def test_message_accessors() -> None:
         msg["Nope"]
     assert AMIParser(expect_banner=False).feed(msg.to_bytes()) == [msg]
     assert "secret" not in repr(AMIMessage([("Secret", "secret")]))
+
+
+def test_lookups_on_unsplit_bytes_agree_with_the_split_headers() -> None:
+    # Every shape that makes a text search disagree with splitting, read through the parser (unsplit bytes).
+    data = (
+        "Event: Newchannel\r\nChannelState: 4\r\nUNIQUEID: first\r\nUniqueid: second\r\nChannel: PJSIP/1001\r\n"
+        "Empty:\r\nEmpty: late\r\nBare\r\nBare: late\r\nCallerIDName: 홍길동\r\nBad: \xff ok\r\n"
+        "Ke: x\r\nLast: no-crlf"
+    ).encode("utf-8", "surrogateescape")
+    data = data.replace("\xff".encode(), b"\xff")
+
+    def fresh() -> AMIMessage:
+        return AMIParser(expect_banner=False).feed(data + b"\r\n\r\n")[0]
+
+    split = fresh().headers
+    cases = {
+        "Uniqueid": "first", "uniqueid": "first",  # first line wins whatever its spelling
+        "Channel": "PJSIP/1001",  # an earlier line that only starts with the key's letters
+        "Empty": "", "Bare": "",  # "Key:" and a bare "Key" split into empty values and come first
+        "CallerIDName": "홍길동", "Bad": "\ufffd ok", "Last": "no-crlf", "Event": "Newchannel",
+        "Ke": "x", "K": None, "Missing": None, "Uniqueid: first": None, "홍": None,
+    }
+    for key, expected in cases.items():
+        assert fresh().get(key) == expected, key
+        assert dict((k.lower(), v) for k, v in reversed(split)).get(key.lower()) == expected, key
+    warm = fresh()
+    assert [warm.get(k) for k in cases] == list(cases.values())  # the cached lower-cased text changes nothing
+    # KELVIN SIGN lower-cases to an ASCII "k": such a message is compared the Unicode way.
+    kelvin = AMIParser(expect_banner=False).feed("\u212aey: kelvin\r\nKey: ascii\r\n\r\n".encode())[0]
+    assert kelvin.get("key") == "kelvin" and kelvin.get("\u212aEY") == "kelvin"
+    msg = fresh()
+    msg.headers = [("Uniqueid", "replaced")]
+    assert msg.get("uniqueid") == "replaced" and msg.get("Channel") is None and msg.event is None
 
 
 # ------------------------------------------------------------------------------------------ client: login
@@ -524,3 +558,20 @@ async def test_slow_async_subscriber_does_not_delay_a_fast_one(
     unsubscribe = client.subscribe(quick, "Other")
     unsubscribe()
     assert len(slow_seen) <= 2
+
+
+async def test_routes_follow_subscribe_and_unsubscribe() -> None:
+    # Routing is cached per event name: a subscriber added or removed later must see (or stop seeing) events.
+    client = AMIClient("127.0.0.1", 1, "u", "x")
+    link = _Link(client, AMIParser(expect_banner=False))
+    client._link = link  # feed the real data_received path without a socket
+    first: list[str] = []
+    later: list[str] = []
+    client.subscribe(lambda m: first.append(m["N"]), "Newchannel")
+    link.data_received(b"Event: Newchannel\r\nN: 1\r\n\r\nEvent: Hangup\r\nN: 2\r\n\r\n")
+    unsubscribe = client.subscribe(lambda m: later.append(m["N"]))
+    link.data_received(b"Event: Newchannel\r\nN: 3\r\n\r\nevent: Hangup\r\nN: 4\r\n\r\n")
+    unsubscribe()
+    link.data_received(b"Event: Newchannel\r\nN: 5\r\n\r\n")
+    assert first == ["1", "3", "5"] and later == ["3", "4"]
+    assert client.events_received == 5

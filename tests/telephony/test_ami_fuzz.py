@@ -95,3 +95,22 @@ def test_serialized_messages_round_trip(messages: list[list[tuple[str, str]]], c
             assert fresh.get(key) == first
             if key.isascii():  # AMI keys are ASCII; Unicode case folding ("ß" → "SS") is out of scope
                 assert fresh.get(key.swapcase()) == first
+
+
+# Keys that are prefixes of each other, in several spellings, plus KELVIN SIGN and a Hangul key.
+_near_key = st.sampled_from(["Key", "key", "KEY", "Ke", "Keys", "\u212aey", "Uniqueid", "UniqueID", "키"])
+_line = st.one_of(
+    st.builds(lambda k, v: f"{k}: {v}", _near_key, _value),  # "Key: value"
+    st.builds(lambda k: f"{k}:", _near_key),  # "Key:" (an empty value)
+    _near_key,  # a bare "Key" (an empty value too)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_line, min_size=1, max_size=8))
+def test_lookups_on_unsplit_bytes_agree_with_split_headers_for_odd_lines(lines: list[str]) -> None:
+    data = "\r\n".join(lines).encode() + b"\r\n\r\n"
+    split = AMIParser(expect_banner=False).feed(data)[0].headers
+    for key in ["Key", "key", "KEY", "Ke", "Keys", "\u212aEY", "uniqueid", "UNIQUEID", "키", "Nope"]:
+        expected = next((v for k, v in split if k.lower() == key.lower()), None)
+        assert AMIParser(expect_banner=False).feed(data)[0].get(key) == expected, key
