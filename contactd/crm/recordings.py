@@ -1,6 +1,7 @@
 """Call recordings (seed 003 §8 녹취): every answered call is recorded, measured, kept, checked and expired.
 
-How: on `call.answered` we start `MixMonitor` on the CALLER's channel (the tracker's LiveCall.caller_channel)
+How: on `call.answered` we start `MixMonitor` on the customer's channel (LiveCall.caller_channel; on click-to-call
+the dialled far leg)
 into `<[recordings] dir>/YYYY/MM/DD/<uniqueid>.wav` (Asia/Seoul date of the answer). The caller's channel is
 the one leg that lives from answer to hang-up: agents change under blind and attended transfers, the caller
 does not, so one file covers the whole call.
@@ -39,6 +40,7 @@ from sqlalchemy import select
 from ..bus import BusConsumer, BusEvent
 from ..store.models import Call, User
 from ..store.models.base import utcnow
+from .call_control import customer_channel
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +246,9 @@ class RecordingService:
         target = self.root / relpath
         with contextlib.suppress(OSError):  # Asterisk may be elsewhere; it creates the folders itself too
             await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-        channel = str(live.caller_channel)
+        # The customer's leg is the one that lives to the end: on a click-to-call the caller channel is the
+        # agent's phone, which hangs up when the agent transfers the customer and would end the recording there.
+        channel = customer_channel(live) or str(live.caller_channel)
         try:
             await self.services.pbx.mixmonitor_start(channel, str(target), "")
         except Exception as exc:

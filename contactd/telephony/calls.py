@@ -27,9 +27,10 @@ Disposition is the contact-center view: ANSWERED means a person answered (an age
 party for outbound/internal); a caller who only heard the IVR is NO ANSWER even though Asterisk's own CDR
 says ANSWERED. billsec counts from that answer.
 
-The AMI handler is synchronous and does no I/O; bus publishing and CDR writes happen in the tracker's own
-task, fed through a bounded outbox (publishes beyond it are dropped and counted in `overflows`; CDR rows are
-never dropped).
+The AMI handler is synchronous and does no I/O; bus publishing and CDR writes happen in the tracker's own two
+tasks (one per lane, so a stalled database never delays a screen-pop), the publishes fed through a bounded outbox
+(beyond it they are dropped and counted in `overflows`; CDR rows are never dropped). `call.ended` goes out from the
+CDR lane once the row is written.
 
 Several nodes on one Asterisk (telephony/leadership.py): every node's tracker folds every event, so call control
 works anywhere, but only the leader publishes and writes CDRs. A follower keeps the rows of calls that ended
@@ -235,6 +236,12 @@ class CallTracker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
+        # CDR rows have their own lane: a stalled database must never hold back screen-pops queued after a row.
+        self._cdr_outbox: deque[tuple[str, Any]] = deque()
+        self._cdr_wakeup = asyncio.Event()
+        self._cdr_idle = asyncio.Event()
+        self._cdr_idle.set()
+        self._cdr_worker: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], Any] | None = None
         self._handlers: dict[str, Callable[[Any], None]] = {
@@ -255,7 +262,11 @@ class CallTracker:
     async def start(self) -> None:
         """Subscribe to the AMI client and start the writer task; re-sync runs after every (re)login."""
         if self._worker is None:
-            self._worker = asyncio.create_task(self._run_worker(), name="call-tracker-writer")
+            self._worker = asyncio.create_task(self._run_worker(self._outbox, self._wakeup, self._idle),
+                                               name="call-tracker-publisher")
+        if self._cdr_worker is None:
+            self._cdr_worker = asyncio.create_task(
+                self._run_worker(self._cdr_outbox, self._cdr_wakeup, self._cdr_idle), name="call-tracker-writer")
         if self.spool is not None and self._spool_task is None:
             self._spool_task = asyncio.create_task(self._run_spool(), name="call-tracker-cdr-spool")
         if self.leadership is not None and not self._leadership_hooked:
@@ -274,21 +285,23 @@ class CallTracker:
             self._unsubscribe = None
         with contextlib.suppress(asyncio.TimeoutError):
             await self.flush(timeout)
-        for task in (self._worker, self._resync_task, self._takeover_task, self._spool_task):
+        for task in (self._worker, self._cdr_worker, self._resync_task, self._takeover_task, self._spool_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._spool_task = None
         self._worker = None
+        self._cdr_worker = None
         self._resync_task = None
         self._takeover_task = None
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far is published/written (tests, shutdown)."""
         async def drained() -> None:
-            while self._outbox or not self._idle.is_set():
+            while self._outbox or self._cdr_outbox or not self._idle.is_set() or not self._cdr_idle.is_set():
                 await self._idle.wait()
+                await self._cdr_idle.wait()
                 await asyncio.sleep(0)
         await asyncio.wait_for(drained(), timeout)
 
@@ -544,6 +557,8 @@ class CallTracker:
         new = msg.get("Newname")
         if call is not None and new:
             leg = call.legs[msg["Uniqueid"]]
+            if call.agent_channel == leg.channel:
+                call.agent_channel = new  # else the agent's buttons act on a name that no longer exists
             leg.channel = new
             leg.extension = self.agents.extension(new) or leg.extension
 
@@ -727,7 +742,9 @@ class CallTracker:
                           key=("blind", msg.get("TransfererUniqueid") or "", context, exten))
         if to_ext:
             call.agent_extension = to_ext
-            call.agent_channel = msg.get("TransfereeChannel") or call.agent_channel
+            # The Transferee is the customer, not the target: the target's leg is learnt when it answers. Keeping
+            # the customer here made the new agent's hangup/transfer/harassment buttons act on the customer.
+            call.agent_channel = None
         else:
             call.awaiting_transfer_answer = True
 
@@ -871,6 +888,13 @@ class CallTracker:
                 call.far_causes.append(int(msg.get("Cause") or 0))
         for members in self._bridges.values():
             members.discard(uniqueid)
+        if leg is not None and leg.channel == call.agent_channel:
+            # Local channel optimisation (queue members without /n) hangs up the Local pair while the agent's
+            # phone stays on the call: the buttons must move to the agent's remaining leg, the phone first.
+            rest = [other for other in call.legs.values()
+                    if not other.originator and other.extension and other.extension == call.agent_extension]
+            rest.sort(key=lambda other: other.channel.startswith("Local/"))
+            call.agent_channel = rest[0].channel if rest else None
         if not call.legs:
             self._end(call, self._event_time(msg))
 
@@ -977,7 +1001,17 @@ class CallTracker:
                 self._end(call, now)
         ordered = sorted(alive.values(), key=lambda ch: (ch.uniqueid != ch.linkedid, ch.uniqueid))
         for ch in ordered:
-            if ch.uniqueid in self._leg_call or ch.uniqueid in self._dead:
+            known = self._leg_call.get(ch.uniqueid)
+            if known is not None:
+                # A ringing leg answered while we were away (AgentConnect lost): without this the call stayed
+                # unanswered for good (NO ANSWER, billsec 0, no recording). Events newer than the snapshot win.
+                leg = known.legs.get(ch.uniqueid)
+                if leg is not None and leg.seq <= seq_at_start and ch.state == STATE_UP and not leg.up:
+                    leg.state, leg.up = STATE_UP, True
+                    if not leg.originator and (ch.bridge_id or leg.extension):
+                        self._answered(known, leg, now)
+                continue
+            if ch.uniqueid in self._dead:
                 continue
             linkedid = self._alias.get(ch.linkedid, ch.linkedid)
             if linkedid in self._ended:
@@ -1013,20 +1047,23 @@ class CallTracker:
                     log.warning("call tracker outbox full: %d bus events dropped so far", self.overflows)
                 return
             self._queued_publishes += 1
-        self._outbox.append(item)
-        self._idle.clear()
-        self._wakeup.set()
+            outbox, idle, wakeup = self._outbox, self._idle, self._wakeup
+        else:
+            outbox, idle, wakeup = self._cdr_outbox, self._cdr_idle, self._cdr_wakeup
+        outbox.append(item)
+        idle.clear()
+        wakeup.set()
 
-    async def _run_worker(self) -> None:
+    async def _run_worker(self, outbox: deque[tuple[str, Any]], wakeup: asyncio.Event, idle: asyncio.Event) -> None:
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._outbox:
-                kind, data = self._outbox.popleft()
+            await wakeup.wait()
+            wakeup.clear()
+            while outbox:
+                kind, data = outbox.popleft()
                 if kind == "publish":
                     self._queued_publishes -= 1
                 try:
-                    if kind == "publish":
+                    if kind in ("publish", "ended"):
                         await self._send(*data)
                     else:
                         await self._write_cdr(data)
@@ -1035,7 +1072,7 @@ class CallTracker:
                 except Exception:
                     self.errors += 1
                     log.exception("call tracker: %s failed", kind)
-            self._idle.set()
+            idle.set()
 
     async def _send(self, topic: str, payload: dict[str, Any]) -> None:
         try:
@@ -1086,12 +1123,15 @@ class CallTracker:
 
     async def _announce_cdr(self, row: dict[str, Any], call_id: int | None) -> None:
         self.cdrs_written += 1
-        await self._send("call.ended", {
+        # Through the publish lane, never dropped: call.ended must not overtake the call's ringing/answered.
+        self._outbox.append(("ended", ("call.ended", {
             "linkedid": row["linkedid"], "disposition": row["disposition"], "billsec": row["billsec"],
             "call_id": call_id, "direction": row["direction"], "from_number": row["from_number"],
             "agent_extension": row["agent_extension"], "recording_path": row["recording_path"],
             "transferred": row["transferred"], "abandoned": row["abandoned"],
-        })
+        })))
+        self._idle.clear()
+        self._wakeup.set()
 
     async def _insert_cdr(self, row: dict[str, Any]) -> int | None:
         if self.db.is_sqlite:
