@@ -197,7 +197,9 @@ class Daemon:
             return
         await _stop_quietly(services.agi)
         await _stop_quietly(services.simulator, "close")
-        for name in ("harassment", "recordings", "tracker"):
+        # The tracker first: it flushes the CDRs (and call.ended) it still owes, which recordings and harassment
+        # then handle before they stop.
+        for name in ("tracker", "recordings", "harassment"):
             await _stop_quietly(getattr(services, name))
         # After the tracker has flushed what it owes as leader, before the AMI link goes: hand the stream over.
         await _stop_quietly(self.leadership)

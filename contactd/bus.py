@@ -225,13 +225,14 @@ class BusConsumer:
         self._sub = self.bus.subscribe(*self.patterns, maxsize=self.maxsize, name=self.name)
         self._task = asyncio.create_task(self._run(self._sub), name=f"bus-consumer-{self.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Handle what is already queued (a call that ended during shutdown still gets its recording measured),
+        then end; a handler stuck past `drain_timeout` is cancelled."""
         if self._sub is not None:
             self._sub.close()
         if self._task is not None:
-            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5)
+                await asyncio.wait_for(self._task, drain_timeout)
         self._sub = self._task = None
 
     async def _run(self, sub: Subscription) -> None:

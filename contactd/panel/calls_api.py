@@ -78,6 +78,9 @@ async def _run(request: web.Request, action: str, *args: Any, service: str = "ca
     try:
         await getattr(target, action)(*args)
     except Exception as exc:
+        if any(cls.__name__ == "AMIError" for cls in type(exc).__mro__):
+            log.warning("call action %s: PBX link unavailable (%s)", action, type(exc).__name__)
+            return json_error(request, 503, "calls.err.pbx_down")
         if not _is_service_error(exc):
             log.exception("call action %s failed", action)
             return json_error(request, 500, "calls.err.failed")

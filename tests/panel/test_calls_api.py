@@ -101,3 +101,16 @@ async def test_without_extension_or_call_control(panel: Panel) -> None:
     status, body = await kim.post_json("/api/calls/dial", {"number": "01012345678"})
     assert status == 503
     assert (await kim.post_json("/api/calls/dial", {"number": "01012345678"}, csrf=False))[0] == 403
+
+
+async def test_pbx_link_down_is_a_clear_503_not_a_crash(make_panel, db) -> None:
+    from contactd.telephony.ami import AMIConnectionError
+
+    class LinkDown(FakeCallControl):
+        async def hold(self, agent_ext: str) -> None:
+            raise AMIConnectionError("not connected to Asterisk")
+
+    panel: Panel = await make_panel(db, services_extra={"call_control": LinkDown(), "tracker": FakeTracker()})
+    kim = await panel.login("kim")
+    status, body = await kim.post_json("/api/calls/hold")
+    assert status == 503 and "교환기(PBX)와 연결이 끊어져" in body["error"]
