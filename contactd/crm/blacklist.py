@@ -99,18 +99,23 @@ class BlacklistService:
                       type(exc).__name__, exc)
 
     async def resync_astdb(self, *_args: Any) -> int:
-        """Rewrite the AstDB family from SQL (DBDelTree, then DBPut each). Returns numbers pushed, -1 on failure.
+        """Make the AstDB family equal the SQL list. Returns numbers in it, -1 on failure.
 
-        Registered as an AMI connect listener, so it never raises.
+        Missing numbers are put first and strays deleted after, so a blocked number is never absent from AstDB
+        while this runs (clearing the family first would let blocked callers through the dialplan's own check for
+        as long as the refill takes). Registered as an AMI connect listener, so it never raises.
         """
         if self.pbx is None:
             return -1
         async with self._astdb_lock:
             try:
                 numbers = await self.numbers()
-                await self.pbx.db_deltree(self.family)
+                present = await self.pbx.db_gettree(self.family)
                 for digits in numbers:
-                    await self.pbx.db_put(self.family, digits, ASTDB_VALUE)
+                    if present.get(digits) != ASTDB_VALUE:
+                        await self.pbx.db_put(self.family, digits, ASTDB_VALUE)
+                for stray in set(present) - set(numbers):
+                    await self.pbx.db_del(self.family, stray)
             except Exception as exc:
                 self.astdb_dirty = True
                 log.error("blacklist: AstDB resync failed (%s: %s)", type(exc).__name__, exc)

@@ -391,6 +391,18 @@ class PBX:
             raise
         return True
 
+    async def db_gettree(self, family: str) -> dict[str, str]:
+        """Every key of an AstDB family (DBGetTree, a list action): key without the family prefix -> value."""
+        try:
+            result = await self._action("DBGetTree", {"Family": family})
+        except PBXError as exc:
+            if "not found" in exc.message.lower():
+                return {}
+            raise
+        prefix = f"/{family}/"
+        return {(event.get("Key") or "").removeprefix(prefix): event.get("Val") or ""
+                for event in _events(result) if (event.event or "").lower() == "dbgettreeresponse"}
+
     async def db_deltree(self, family: str, key: str | None = None) -> bool:
         try:
             await self._action("DBDelTree", {"Family": family, "Key": key})

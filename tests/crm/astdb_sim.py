@@ -1,11 +1,18 @@
-"""A simulated Asterisk whose AstDB answers DBPut/DBDel/DBDelTree like Asterisk 22 (ami-actions-misc.txt),
+"""A simulated Asterisk whose AstDB answers DBGetTree/DBPut/DBDel/DBDelTree like Asterisk 22 (ami-actions-misc.txt),
 with a real AMIClient and PBX logged in to it over 127.0.0.1."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from contactd.simulator.ami_server import ActionReply, AMIAction, SimulatedAMIServer, error, success
+from contactd.simulator.ami_server import (
+    ActionReply,
+    AMIAction,
+    SimulatedAMIServer,
+    error,
+    list_reply,
+    success,
+)
 from contactd.telephony.ami import AMIClient
 from contactd.telephony.pbx import PBX
 
@@ -46,6 +53,15 @@ class AstDB:
                 del self.data[k]
             return success("Key tree deleted successfully")
 
+        def gettree(action: AMIAction) -> ActionReply:
+            family = action.message.get("Family") or ""
+            items = [[("Event", "DBGetTreeResponse"), ("Key", f"/{f}/{k}"), ("Val", v)]
+                     for (f, k), v in sorted(self.data.items()) if f == family]
+            if not items:
+                return error("Database entry not found")
+            return list_reply("DBGetTreeComplete", items, message="Result will follow")
+
+        self.server.register_action("DBGetTree", gettree)
         self.server.register_action("DBPut", put)
         self.server.register_action("DBDel", delete)
         self.server.register_action("DBDelTree", deltree)

@@ -99,7 +99,7 @@ async def test_ami_down_during_add_saves_row_logs_error_and_resync_fixes_astdb(
     await astdb.ami.wait_connected(5.0)
     await wait_for(lambda: astdb.family(FAMILY) == {"01011112222": "1", "01033334444": "1"})
     assert service.astdb_dirty is False
-    assert astdb.actions("DBDelTree") == [f"{FAMILY}/"]
+    assert astdb.actions("DBDelTree") == []  # never cleared: blocked numbers stay blocked while it resyncs
 
 
 async def test_resync_pushes_the_whole_list_and_drops_strays(db: Database, astdb: AstDB) -> None:
@@ -109,9 +109,12 @@ async def test_resync_pushes_the_whole_list_and_drops_strays(db: Database, astdb
     service.pbx = astdb.pbx
     astdb.data[(FAMILY, "01000000000")] = "1"
     astdb.data[("other-family", "x")] = "keep"
+    astdb.data[(FAMILY, "01011112222")] = "1"  # already there: not written again
     assert await service.resync_astdb() == 3
     assert astdb.family(FAMILY) == {"01011112222": "1", "01033334444": "1", "0212345678": "1"}
     assert astdb.data[("other-family", "x")] == "keep"
+    assert astdb.actions("DBPut") == [f"{FAMILY}/01033334444", f"{FAMILY}/0212345678"]
+    assert astdb.actions("DBDel") == [f"{FAMILY}/01000000000"] and astdb.actions("DBDelTree") == []
     # An empty family answers DBDelTree with an error in Asterisk; resync treats it as nothing to delete.
     for n in ("01011112222", "01033334444", "0212345678"):
         await service.remove(n)

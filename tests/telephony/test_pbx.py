@@ -85,6 +85,15 @@ def trace_handlers(server: SimulatedAMIServer) -> None:
         return list_reply("DBGetComplete", [[("Event", "DBGetResponse"), ("Family", key[0]), ("Key", key[1]),
                                              ("Val", db[key])]], message="Result will follow")
 
+    def db_gettree(a: Any) -> Any:
+        # Shaped like ami-actions-misc.txt's DBGetTree: Key carries the /family/ prefix.
+        family = a.message["Family"]
+        items = [[("Event", "DBGetTreeResponse"), ("Key", f"/{f}/{k}"), ("Val", v)] for (f, k), v in db.items()
+                 if f == family]
+        if not items:
+            return error("Database entry not found")
+        return list_reply("DBGetTreeComplete", items, message="Result will follow")
+
     def db_del(a: Any) -> Any:
         if db.pop((a.message["Family"], a.message["Key"]), None) is None:
             return error("Database entry not found")
@@ -114,6 +123,7 @@ def trace_handlers(server: SimulatedAMIServer) -> None:
     handlers = {
         "Originate": originate, "Redirect": redirect, "Hangup": hangup, "Getvar": getvar,
         "Setvar": lambda a: success("Variable Set"), "DBPut": db_put, "DBGet": db_get, "DBDel": db_del,
+        "DBGetTree": db_gettree,
         "MixMonitor": mixmonitor, "StopMixMonitor": stop_mixmonitor, "QueueAdd": queue_add,
         "QueuePause": queue_pause, "QueueRemove": lambda a: success("Removed interface from queue"),
         "BlindTransfer": lambda a: success("Transfer succeeded"),
@@ -237,6 +247,8 @@ async def test_astdb_and_variables(pbx):
     assert sent(server, "DBPut") == [("Family", "contactd"), ("Key", "agent1001"), ("Val", "ready")]
     assert await p.db_get("contactd", "agent1001") == "ready"
     assert await p.db_get("contactd", "nosuchkey") is None
+    assert await p.db_gettree("contactd") == {"agent1001": "ready"}
+    assert await p.db_gettree("emptyfamily") == {}
     assert await p.db_del("contactd", "agent1001") is True
     assert await p.db_del("contactd", "agent1001") is False
     assert await p.getvar("CHANNEL(state)", CHAN_A) == "Up"
