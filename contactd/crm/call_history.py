@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select
 
 from ..store.db import Database
 from ..store.models import Call, Customer, utcnow
+from .phone import normalize_or_none
 
 SEOUL = ZoneInfo("Asia/Seoul")
 MAX_DAYS_BACK = 366  # "당일 기준 1년 이내"
@@ -91,6 +92,9 @@ class CallHistoryService:
         text = query.strip()
         if text:
             digits = "".join(ch for ch in text if ch.isdigit())
+            if text.startswith("+"):
+                # "+82 10-1234-5678" is stored as 01012345678: search the national form, not "8210...".
+                digits = normalize_or_none(text) or digits
             if digits and all(ch.isdigit() or ch in "-+ ()" for ch in text):
                 conditions.append(or_(Call.from_number.contains(digits, autoescape=True),
                                       Call.to_number.contains(digits, autoescape=True)))

@@ -50,6 +50,8 @@ class ConsultationTypeService:
 
     async def rename(self, type_id: int, name: str) -> ConsultationType:
         name = name.strip()
+        if not name:
+            raise ConsultationTypeError("유형 이름을 입력하세요 (name required)")
         async with self.db.transaction() as session:
             node = await self._get_unused(session, type_id, "수정")
             if name != node.name:

@@ -119,8 +119,10 @@ def _cell_text(value: Any, *, number: bool = False) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value).strip()
-    # Excel turns 01012345678 typed into a numeric cell into 1012345678: the leading 0 is gone.
-    if number and isinstance(value, int) and not text.startswith("0") and len(text) in (8, 9, 10):
+    # Excel turns 01012345678 typed into a numeric cell into 1012345678: the leading 0 is gone. Eight digits
+    # starting 15xx/16xx/18xx are shop numbers (1588-1234), written without a 0.
+    if number and isinstance(value, int) and not text.startswith("0") and len(text) in (8, 9, 10) \
+            and not (len(text) == 8 and text.startswith(("15", "16", "18"))):
         text = "0" + text
     return text
 

@@ -125,10 +125,20 @@ def parse_date(value: Any) -> date:
         text = str(int(value))
     else:
         text = _text(value)
-    match = re.fullmatch(r"(\d{4})[-./ ]?(\d{1,2})[-./ ]?(\d{1,2})(?:[ T].*)?", text)
+    # Korean Excel shows dates as "2026. 11. 24." (and "2026. 11. 24. 오후 1:45:00" with a time).
+    match = re.fullmatch(r"(\d{4})\s*[-./]?\s*(\d{1,2})\s*[-./]?\s*(\d{1,2})\.?(?:[ T].*)?", text)
     if not match:
         raise ValueError(f"날짜 형식이 아닙니다: {text!r}")
     return date(int(match[1]), int(match[2]), int(match[3]))
+
+
+def _phone_text(value: Any) -> str:
+    """Excel turns 010-1234-5678 typed into a numeric cell into 1012345678: give the lost leading 0 back."""
+    text = _text(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and text.isdigit() \
+            and len(text) in (8, 9, 10) and not (len(text) == 8 and text.startswith(("15", "16", "18"))):
+        return "0" + text  # 8 digits starting 15xx/16xx/18xx are shop numbers, never written with a 0
+    return text
 
 
 def _number(value: Any, label: str, *, minimum: int) -> int:
@@ -157,7 +167,7 @@ def _parse_row(raw: dict[str, Any]) -> dict[str, Any]:
     status = STATUS_WORDS.get(_text(raw.get("status")).lower())
     if status is None:
         raise ValueError(f"상태는 주문/교환/반품 중 하나입니다 ({_text(raw.get('status'))!r})")
-    phone = _text(raw.get("phone"))
+    phone = _phone_text(raw.get("phone"))
     if phone:
         try:
             phone = normalize(phone)
@@ -199,11 +209,12 @@ async def import_orders(db: Database, data: bytes, *, sheet: str, header_row: in
         async with db.transaction() as session:
             sources = dict((await session.execute(select(OrderSource.name, OrderSource.id))).all())
             created_orders: dict[tuple[int, str], int] = {}
+            skipped: set[tuple[int, str]] = set()  # across chunks: an order's rows may straddle two chunks
             chunk: list[tuple[int, dict[str, Any]]] = []
 
             async def flush() -> None:
                 if chunk:
-                    await _write_chunk(session, chunk, sources, created_orders, report)
+                    await _write_chunk(session, chunk, sources, created_orders, report, skipped)
                 chunk.clear()
 
             rows = _rows(ws, header_row, columns)
@@ -232,7 +243,8 @@ async def import_orders(db: Database, data: bytes, *, sheet: str, header_row: in
     return report
 
 
-async def _write_chunk(session, chunk, sources, created_orders, report: ImportReport) -> None:  # type: ignore[no-untyped-def]
+async def _write_chunk(session, chunk, sources, created_orders, report: ImportReport,  # type: ignore[no-untyped-def]
+                       seen_duplicates: set[tuple[int, str]]) -> None:
     for _, row in chunk:
         if row["source"] not in sources:
             source_id = await session.scalar(insert(OrderSource).values(name=row["source"]).returning(OrderSource.id))
@@ -246,7 +258,6 @@ async def _write_chunk(session, chunk, sources, created_orders, report: ImportRe
             tuple_(Order.source_id, Order.order_no).in_(list(fresh_keys))))).all())
     new_orders: dict[tuple[int, str], dict[str, Any]] = {}
     lines: list[tuple[tuple[int, str], dict[str, Any]]] = []
-    seen_duplicates: set[tuple[int, str]] = set()
     for _, row in chunk:
         key = (sources[row["source"]], row["order_no"])
         if key in existing:

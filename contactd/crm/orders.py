@@ -185,6 +185,11 @@ class OrderService:
             lines = list(await session.scalars(select(OrderLine).where(OrderLine.id.in_(line_ids))))
             if len(lines) != len(set(line_ids)) or any(line.order_id != order.id for line in lines):
                 raise OrderError("그 주문에 없는 상품이 포함되어 있습니다 (line not in order)")
+            returned = [line.product_name for line in lines if line.status == "return"] if kind == "return" else []
+            if returned:
+                # A double click or a second agent would otherwise open a second return ticket for the same goods.
+                # (Turning a return into an exchange stays possible: customers change their minds.)
+                raise OrderError(f"이미 반품 접수된 상품입니다: {', '.join(returned)} (already returned)")
             new_product = None
             if new_product_id is not None:
                 new_product = await session.get(Product, new_product_id)

@@ -51,6 +51,8 @@ def parse_quiet_hours(spec: str) -> tuple[time, time] | None:
         start, end = (time.fromisoformat(part.strip()) for part in spec.split("-"))
     except ValueError:
         raise SmsError(f"sms.quiet_hours: expected HH:MM-HH:MM, got {spec!r}") from None
+    if start == end:
+        return None  # an empty window: read as "around the clock" it would hold automatic messages back forever
     return start, end
 
 
@@ -59,6 +61,8 @@ def quiet_until(at: datetime, quiet: tuple[time, time] | None) -> datetime | Non
     if quiet is None:
         return None
     start, end = quiet
+    if start == end:
+        return None
     local = at.astimezone(SEOUL)
     now_t = local.time()
     inside = (start <= now_t < end) if start < end else (now_t >= start or now_t < end)

@@ -122,6 +122,7 @@ def parse_bulk(text: str) -> ParsedNumbers:
     numbers: list[str] = []
     invalid: list[tuple[int, str]] = []
     duplicates = 0
+    seen: set[str] = set()
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -129,8 +130,9 @@ def parse_bulk(text: str) -> ParsedNumbers:
         digits = "".join(match.groups()) if match else ""
         if not match or not is_mobile(digits):
             invalid.append((lineno, line.strip()))
-        elif digits in numbers:
+        elif digits in seen:
             duplicates += 1
         else:
+            seen.add(digits)
             numbers.append(digits)
     return ParsedNumbers(numbers, invalid, duplicates)

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..bus import Bus
@@ -22,6 +23,8 @@ from ..store.models.tickets import CHANNELS, OPEN_STATUSES, Ticket, TicketEntry,
 SEOUL = ZoneInfo("Asia/Seoul")
 OVERDUE_AFTER = timedelta(days=3)  # seed 004: red 3 days after it was received
 ENTRY_EDIT_WINDOW = timedelta(days=1)  # seed 003 §23-4: the author may delete an entry within 1 day
+# Two agents saving in the same instant read the same last number; the loser retries with the next one.
+NUMBER_ATTEMPTS = 20
 
 EDITABLE_FIELDS = ("customer_id", "order_id", "order_line_id", "call_linkedid", "channel", "type1_id", "type2_id",
                    "type3_id", "title", "body", "admin_memo", "due_at", "recall_at")
@@ -77,13 +80,21 @@ class TicketService:
         values = self._clean(fields)
         if not temp and not (values.get("title") or values.get("body")):
             raise TicketError("제목이나 내용을 입력하세요 (title or body required)")
-        async with self.db.transaction() as session:
-            ticket = Ticket(number=await self._next_number(session), status="temp" if temp else "received",
-                            created_by_id=user.id, assignee_id=user.id, **values)
-            ticket.created_at = ticket.updated_at = self.clock()
-            session.add(ticket)
-            await session.flush()
-            self._log(session, ticket, user, "temp_saved" if temp else "created")
+        for attempt in range(NUMBER_ATTEMPTS):
+            try:
+                async with self.db.transaction() as session:
+                    ticket = Ticket(number=await self._next_number(session), status="temp" if temp else "received",
+                                    created_by_id=user.id, assignee_id=user.id, **values)
+                    ticket.created_at = ticket.updated_at = self.clock()
+                    session.add(ticket)
+                    await session.flush()
+                    self._log(session, ticket, user, "temp_saved" if temp else "created")
+                break
+            except IntegrityError:
+                # The number was taken between our read and our insert (the unique index refused it). Any other
+                # integrity error fails the same way every time and is raised after the last attempt.
+                if attempt == NUMBER_ATTEMPTS - 1:
+                    raise
         await self._publish("ticket.created", ticket)
         return ticket
 
