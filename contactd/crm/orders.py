@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
 from ..store.db import Database
@@ -180,10 +182,16 @@ class OrderService:
                                   new_quantity: int | None = None) -> Ticket:
         if not line_ids:
             raise OrderError("반품/교환할 상품을 선택하세요 (choose at least one line)")
-        async with self.db.transaction() as session:
+        wanted = set(line_ids)
+        prepared: dict[str, Any] = {}
+
+        async def apply(session: AsyncSession, ticket: Ticket | None = None) -> None:
+            """Check the order and set the lines' status; with `ticket`, inside the ticket's own transaction, so
+            the status change and its ticket are saved together or not at all."""
             order = await self._get(session, order_id)
-            lines = list(await session.scalars(select(OrderLine).where(OrderLine.id.in_(line_ids))))
-            if len(lines) != len(set(line_ids)) or any(line.order_id != order.id for line in lines):
+            lines = list(await session.scalars(select(OrderLine).where(OrderLine.id.in_(wanted))
+                                               .order_by(OrderLine.id)))
+            if len(lines) != len(wanted) or any(line.order_id != order.id for line in lines):
                 raise OrderError("그 주문에 없는 상품이 포함되어 있습니다 (line not in order)")
             returned = [line.product_name for line in lines if line.status == "return"] if kind == "return" else []
             if returned:
@@ -195,9 +203,6 @@ class OrderService:
                 new_product = await session.get(Product, new_product_id)
                 if new_product is None:
                     raise OrderError("교환할 상품이 없습니다 (no such product)")
-            for line in lines:
-                line.status = kind
-            order.status = kind
             label = "반품" if kind == "return" else ("다른 상품 교환" if new_product else "동일 상품 교환")
             text = [f"[{label}] 주문번호 {order.order_no} / 송장번호 {order.invoice or '-'}"]
             text += [f"- {line.product_name} × {line.quantity} ({line.amount:,}원)" for line in lines]
@@ -205,9 +210,16 @@ class OrderService:
                 text.append(f"→ 교환 상품: {new_product.name} × {new_quantity or 1} ({(new_amount or 0):,}원)")
             if reason:
                 text.append(f"사유: {reason}")
-        return await self.tickets.create(user, title=f"{label} 접수 {order.order_no}", body="\n".join(text),
-                                         order_id=order.id, order_line_id=lines[0].id if len(lines) == 1 else None,
-                                         customer_id=order.customer_id)
+            prepared.update(title=f"{label} 접수 {order.order_no}", body="\n".join(text), order_id=order.id,
+                            order_line_id=lines[0].id if len(lines) == 1 else None, customer_id=order.customer_id)
+            if ticket is not None:
+                for line in lines:
+                    line.status = kind
+                order.status = kind
+
+        async with self.db.session() as session:
+            await apply(session)  # validate and word the ticket; nothing is written yet
+        return await self.tickets.create(user, also=apply, **prepared)
 
     # ---- helpers ------------------------------------------------------------------------------------------------
     @staticmethod

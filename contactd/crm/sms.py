@@ -27,7 +27,8 @@ from .sms_text import SmsError, fill, validate_image, validate_message, validate
 
 log = logging.getLogger(__name__)
 SEOUL = ZoneInfo("Asia/Seoul")
-CANCEL_CUTOFF = timedelta(minutes=10)  # seed 000 §5-2: no cancelling within 10 minutes of the send time
+CANCEL_CUTOFF = timedelta(minutes=10)
+STALE_CLAIM = timedelta(minutes=5)  # a message 'sending' this long after its claim lost its sender  # seed 000 §5-2: no cancelling within 10 minutes of the send time
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,16 @@ class SmsService:
                 if wait is not None:
                     await self._postpone(message.id, wait)
                     continue
-            await self._send_message(message.id, resume=message.status == "sending")
-            sent += 1
+            if message.status == "sending":
+                # Left half-sent by a sender that died (a crash, a node that lost the lead): take it over once
+                # its claim is stale. A fresh claim belongs to a sender still at work, never to be joined.
+                if message.sent_at is not None and now - message.sent_at < STALE_CLAIM:
+                    continue
+                if await self._send_message(message.id, takeover=True, claimed_at=message.sent_at):
+                    sent += 1
+                continue
+            if await self._send_message(message.id):
+                sent += 1
         return sent
 
     async def _postpone(self, message_id: int, until: datetime) -> None:
@@ -217,16 +226,22 @@ class SmsService:
                 message.scheduled_at = until
                 log.info("sms %d waits for the end of quiet hours (%s)", message_id, until.isoformat())
 
-    async def _send_message(self, message_id: int, *, resume: bool = False) -> None:
+    async def _send_message(self, message_id: int, *, takeover: bool = False,
+                            claimed_at: datetime | None = None) -> bool:
+        """Claim the message in one conditional UPDATE (of two senders racing for it exactly one wins; the claim
+        time goes in sent_at until the message settles), then send its waiting recipients. False if not ours."""
         async with self.db.transaction() as session:
-            # Claim it in one conditional UPDATE: of two senders racing for a message, exactly one wins.
-            claimed = await session.execute(update(SmsMessage).where(
-                SmsMessage.id == message_id, SmsMessage.status == "scheduled").values(status="sending"))
+            if not takeover:
+                condition = SmsMessage.status == "scheduled"
+            elif claimed_at is None:
+                condition = (SmsMessage.status == "sending") & SmsMessage.sent_at.is_(None)
+            else:  # the stale claim we saw, so of two senders taking it over exactly one wins too
+                condition = (SmsMessage.status == "sending") & (SmsMessage.sent_at == claimed_at)
+            claimed = await session.execute(update(SmsMessage).where(SmsMessage.id == message_id, condition)
+                                            .values(status="sending", sent_at=self.clock()))
+            if claimed.rowcount != 1:
+                return False  # cancelled meanwhile, or another sender has it
             message = await session.get(SmsMessage, message_id)
-            if message is None or message.status != "sending":
-                return  # cancelled meanwhile
-            if claimed.rowcount == 0 and not resume:
-                return  # another sender has it
         image = await asyncio.to_thread(Path(message.image_path).read_bytes) if message.image_path else None
         async with self.db.session() as session:
             waiting = list(await session.scalars(select(SmsRecipient).where(
@@ -242,6 +257,7 @@ class SmsService:
                 else:
                     fresh.status, fresh.error = "failed", result.error[:300]
         await self._settle(message_id)
+        return True
 
     async def _settle(self, message_id: int) -> None:
         async with self.db.transaction() as session:

@@ -5,6 +5,7 @@ Every action writes one history row (who, what, when) in the same transaction as
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -75,8 +76,13 @@ class TicketService:
         self.clock = clock
 
     # ---- creation -------------------------------------------------------------------------------------------
-    async def create(self, user: User, *, temp: bool = False, **fields: Any) -> Ticket:
-        """Save a new ticket as received (F4), or temp-save it (F12) to resume later."""
+    async def create(self, user: User, *, temp: bool = False,
+                     also: Callable[[AsyncSession, Ticket], Awaitable[None]] | None = None, **fields: Any) -> Ticket:
+        """Save a new ticket as received (F4), or temp-save it (F12) to resume later.
+
+        `also` runs inside the ticket's transaction (e.g. a return setting its order lines' status), so both are
+        saved together or neither is.
+        """
         values = self._clean(fields)
         if not temp and not (values.get("title") or values.get("body")):
             raise TicketError("제목이나 내용을 입력하세요 (title or body required)")
@@ -89,6 +95,8 @@ class TicketService:
                     session.add(ticket)
                     await session.flush()
                     self._log(session, ticket, user, "temp_saved" if temp else "created")
+                    if also is not None:
+                        await also(session, ticket)
                 break
             except IntegrityError:
                 # The number was taken between our read and our insert (the unique index refused it). Any other

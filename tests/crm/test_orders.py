@@ -157,3 +157,20 @@ async def test_product_image_limit(any_db: Database) -> None:
     with pytest.raises(OrderError, match="이미"):
         await products.save("P1", "다른 니트")
     assert [p.id for p in await products.list("니트")] == [saved.id]
+
+
+async def test_a_return_whose_ticket_cannot_be_saved_changes_nothing(any_db: Database, agent: User) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    await import_orders(any_db, workbook(GOOD), sheet="주문", header_row=1, mapping=MAPPING)
+    orders = OrderService(any_db)
+    [view] = await orders.search(period="all", order_no="A-1001", name="홍길동")
+    ghost = User(id=987654, username="ghost", password_hash="x", role="agent")  # not in the users table
+    with pytest.raises(IntegrityError):
+        await orders.start_return(ghost, view.order.id, [view.lines[0].id])
+    after = await orders.view(view.order.id)
+    assert after.order.status == "order" and [line.status for line in after.lines] == ["order", "order"]
+    assert after.tickets == []
+    ticket = await orders.start_return(agent, view.order.id, [view.lines[0].id])  # a real agent: both saved
+    after = await orders.view(view.order.id)
+    assert after.lines[0].status == "return" and [t.id for t in after.tickets] == [ticket.id]

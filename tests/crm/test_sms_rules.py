@@ -243,3 +243,25 @@ async def test_two_senders_racing_send_each_message_once(any_db: Database, tmp_p
     await asyncio.gather(first.send_due(), second.send_due())
     lines = (spool / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 5
+
+
+async def test_a_half_sent_message_is_taken_over_only_once_its_claim_is_stale(any_db: Database,
+                                                                              tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from contactd.store.models import SmsMessage
+
+    clock = Clock(NOON_SEOUL)
+    spool = tmp_path / "spool"
+    sms = SmsService(any_db, OutboxGateway(spool), config(tmp_path), clock=clock)
+    made = await sms.compose([Recipient("01011112222"), Recipient("01033334444")], "중단된 발송")
+    async with any_db.transaction() as session:  # a sender claimed it a minute ago and is still at work
+        await session.execute(update(SmsMessage).where(SmsMessage.id == made.message.id)
+                              .values(status="sending", sent_at=NOON_SEOUL - timedelta(minutes=1)))
+    assert await sms.send_due() == 0 and not (spool / "outbox.jsonl").exists()
+    clock.now = NOON_SEOUL + timedelta(minutes=5)  # six minutes after its claim: that sender is gone
+    assert await sms.send_due() == 1
+    assert len((spool / "outbox.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+    assert await sms.send_due() == 0  # settled: nothing more to send
