@@ -645,16 +645,22 @@ class CallTracker:
 
     # ------------------------------------------------------------------------------------------- queues
 
-    def _on_queue_join(self, msg: Any) -> None:
+    def _queue_leg(self, msg: Any) -> LiveCall | None:
+        """The call a queue event (QueueCallerJoin, AgentCalled, AgentConnect) is about, noting its queue and,
+        when the event names the caller's own leg, that leg as the caller's."""
         found = self._leg(msg)
         if not found:
-            return
+            return None
         call, leg = found
         call.queue = msg.get("Queue") or call.queue
-        if call.queued_at is None:
-            call.queued_at = self._event_time(msg)
         if leg.originator:
             call.caller_leg = leg.uniqueid
+        return call
+
+    def _on_queue_join(self, msg: Any) -> None:
+        call = self._queue_leg(msg)
+        if call is not None and call.queued_at is None:
+            call.queued_at = self._event_time(msg)
 
     def _on_queue_abandon(self, msg: Any) -> None:
         found = self._leg(msg)
@@ -666,25 +672,17 @@ class CallTracker:
             or self.agents.extension(msg.get("StateInterface"))
 
     def _on_agent_called(self, msg: Any) -> None:
-        found = self._leg(msg)
-        if not found:
+        call = self._queue_leg(msg)
+        if call is None:
             return
-        call, leg = found
-        call.queue = msg.get("Queue") or call.queue
-        if leg.originator:
-            call.caller_leg = leg.uniqueid
         ext = self._member_extension(msg)
         if ext:
             self._ringing(call, ext)
 
     def _on_agent_connect(self, msg: Any) -> None:
-        found = self._leg(msg)
-        if not found:
+        call = self._queue_leg(msg)
+        if call is None:
             return
-        call, leg = found
-        call.queue = msg.get("Queue") or call.queue
-        if leg.originator:
-            call.caller_leg = leg.uniqueid
         with contextlib.suppress(TypeError, ValueError):
             call.wait_seconds = int(msg.get("HoldTime"))
         ext = self._member_extension(msg)
